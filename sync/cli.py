@@ -1,0 +1,282 @@
+"""The `flowsync` command: parse, configure logging, call the library, map errors to exit codes.
+
+Exit codes: 0 success; 1 a run finished with failed flows or ended early; 2 usage,
+configuration or schema problem (nothing contacted); 3 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from sync import __version__, migrate, reports, service
+from sync.config import Settings, load_settings
+from sync.database import safe_url
+from sync.demo import run_demo
+from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
+from sync.logs import configure_logging
+from sync.progress import progress_for
+from sync.render import flows_table, history_table, runs_table
+from sync.simulator import SimulatorConfig, serve_forever
+from sync.worker import run_worker
+
+log = logging.getLogger("sync")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"flowsync: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    """Every deliberate error becomes one line on stderr and its exit code; no tracebacks."""
+    try:
+        yield
+    except ConfigError as exc:
+        _fail(f"configuration error: {exc}", EXIT_USAGE)
+    except SchemaError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except LockHeld as exc:
+        _fail(f"{exc}; nothing done", EXIT_LOCKED)
+    except StoreError as exc:
+        _fail(f"database error: {exc}", EXIT_FAILED)
+    except FlowsyncError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+class Context:
+    """What the group options leave for the commands."""
+
+    def __init__(self, config_file: Path | None, verbosity: int) -> None:
+        self.config_file = config_file
+        self.verbosity = verbosity
+
+    def settings(self, flags: dict[str, Any]) -> Settings:
+        settings = load_settings(flags, os.environ, self.config_file)
+        secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
+        configure_logging(self.verbosity, secrets=[secret])
+        return settings
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _database_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--database-url", help="SQLAlchemy URL [env FLOWSYNC_DATABASE_URL; sqlite:///flowsync.db]"
+    )(command)
+
+
+def _sync_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(
+        [
+            click.option("--base-url", help="API base URL [env FLOWSYNC_BASE_URL]"),
+            click.option("--flow-ids", help="1,2,10-20 or all [env FLOWSYNC_FLOW_IDS]"),
+            click.option("--concurrency", help="requests in flight at most [env FLOWSYNC_CONCURRENCY; 8]"),
+            click.option("--timeout", help="seconds for one HTTP request [env FLOWSYNC_TIMEOUT; 10]"),
+            click.option(
+                "--retries", help="extra attempts for a transient failure [env FLOWSYNC_RETRIES; 3]"
+            ),
+        ]
+    ):
+        command = option(command)
+    return _database_option(command)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowsync")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="TOML settings file [default: ./flowsync.toml when present]",
+)
+@click.option("-v", "--verbose", count=True, help="more log output (DEBUG)")
+@click.option("-q", "--quiet", count=True, help="less log output (warnings and errors only)")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, verbose: int, quiet: int) -> None:
+    """Keep a SQL database in step with the OTP vendor's task flows, with a change history."""
+    ctx.obj = Context(config_file, verbose - quiet)
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@_database_option
+@pass_context
+def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
+    """Bring the schema to the latest migration; safe to repeat."""
+    with _errors_to_exit_codes():
+        settings = context.settings({"database_url": database_url})
+        with service.database(settings) as engine:
+            migrate.upgrade(engine)
+        click.echo(f"database {safe_url(settings.database_url)} is at the latest schema", err=True)
+
+
+@cli.command()
+@_sync_options
+@pass_context
+def sync(context: Context, /, **flags: Any) -> None:
+    """Run one sync over the configured flows, then exit."""
+    with _errors_to_exit_codes():
+        settings = context.settings(flags)
+        settings.require_api()
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        with service.database(settings) as engine:
+            report = service.sync_once(
+                settings,
+                engine,
+                triggered_by="manual",
+                stop=stop,
+                progress=progress_for(Console(stderr=True)),
+            )
+        sys.exit(report.exit_code)
+
+
+@cli.command()
+@_sync_options
+@click.option("--interval", help="seconds between runs [env FLOWSYNC_INTERVAL; 300]")
+@click.option("--cron", help="5-field crontab schedule in UTC; replaces --interval [env FLOWSYNC_CRON]")
+@click.option("--once", is_flag=True, help="run one sync now and exit with its status, like `sync`")
+@pass_context
+def run(context: Context, /, *, once: bool, **flags: Any) -> None:
+    """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT."""
+    with _errors_to_exit_codes():
+        settings = context.settings(flags)
+        settings.require_api()
+        stop = threading.Event()
+        _stop_on_signals(stop)
+        with service.database(settings) as engine:
+            if once:
+                report = service.sync_once(settings, engine, triggered_by="schedule", stop=stop)
+                sys.exit(report.exit_code)
+            service.check_ready(engine)  # a worker that can never succeed should say so at once
+            run_worker(
+                lambda: service.sync_once(settings, engine, triggered_by="schedule", stop=stop),
+                interval_s=settings.interval_s,
+                cron=settings.cron,
+                stop=stop,
+            )
+
+
+@cli.command()
+@_database_option
+@click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100")
+@click.option("--runs", default=10, show_default=True, help="how many recent runs to show")
+@pass_context
+def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
+    """The latest runs and every flow's sync state."""
+    with _errors_to_exit_codes():
+        settings = context.settings({"database_url": database_url})
+        with service.database(settings) as engine:
+            service.check_ready(engine)
+            report = reports.status(engine, runs=runs, flow_limit=None if show_all else 100)
+        console = Console()
+        console.print(runs_table(report))
+        console.print(flows_table(report))
+
+
+@cli.command()
+@_database_option
+@click.option("--flow-id", type=int, help="only this flow")
+@click.option("--run-id", type=int, help="only this run")
+@click.option("--limit", default=50, show_default=True, help="how many events (0 for all)")
+@pass_context
+def history(
+    context: Context, /, *, database_url: str | None, flow_id: int | None, run_id: int | None, limit: int
+) -> None:
+    """Change and error events, newest first, with readable diffs."""
+    with _errors_to_exit_codes():
+        settings = context.settings({"database_url": database_url})
+        with service.database(settings) as engine:
+            service.check_ready(engine)
+            entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
+        Console().print(history_table(entries))
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("flowsync-demo"),
+    show_default=True,
+    help="where the demo's SQLite file goes (recreated on every demo)",
+)
+@pass_context
+def demo(context: Context, /, *, directory: Path) -> None:
+    """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
+    configure_logging(context.verbosity - 1)
+    with _errors_to_exit_codes():
+        run_demo(directory, Console())
+
+
+@cli.command("fake-api")
+@click.option("--host", default="127.0.0.1", show_default=True, help="loopback address to listen on")
+@click.option("--port", default=8080, show_default=True, help="port to listen on (0 picks a free one)")
+@click.option("--flows", "flow_count", default=50, show_default=True, help="how many flows the account has")
+@click.option("--latency-ms", default=0.0, show_default=True, help="added to every answer")
+@click.option("--seed", default=1, show_default=True, help="seed for the generated flows")
+@click.option("--api-key", default="demo-key", show_default=True)
+@click.option("--api-secret", default="demo-secret", show_default=True)
+@pass_context
+def fake_api(
+    context: Context,
+    /,
+    *,
+    host: str,
+    port: int,
+    flow_count: int,
+    latency_ms: float,
+    seed: int,
+    api_key: str,
+    api_secret: str,
+) -> None:
+    """Serve the built-in simulator of the vendor API on loopback."""
+    configure_logging(context.verbosity)
+    try:
+        config = SimulatorConfig(
+            api_key=api_key,
+            api_secret=api_secret,
+            flow_count=flow_count,
+            seed=seed,
+            latency_s=latency_ms / 1000,
+        )
+        serve_forever(config, host=host, port=port)
+    except (ValueError, OSError) as exc:
+        _fail(f"fake-api: {exc}", EXIT_USAGE)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask the run to finish the flows in hand and stop; a second one kills."""
+
+    def handler(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        log.warning("received %s: finishing the flows in hand, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main() -> None:
+    cli(prog_name="flowsync")

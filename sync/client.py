@@ -1,0 +1,285 @@
+"""The vendor API client: signed requests over one shared connection pool.
+
+Each answer is classified into the tree in `sync.errors`. Transient failures
+(`-18`, HTTP 429/5xx, network errors, timeouts) are retried with exponential
+backoff and jitter, honouring a `Retry-After` header up to a cap. A `-16` (timestamp
+expired) re-signs once with the clock offset read from the server's `Date` header,
+and later requests keep that offset. TLS verification is always on. The transport
+is injectable so tests can use `httpx.MockTransport` or the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Self
+
+import httpx
+from pydantic import SecretStr
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from sync.errors import (
+    AccountError,
+    ApiError,
+    ClockSkewError,
+    FlowRequestError,
+    PayloadError,
+    TransientError,
+)
+from sync.payload import ApiFlow, Envelope, listed_flow_id, parse_envelope, parse_flow
+from sync.signing import signed_headers
+
+ACCOUNT_HINTS = {
+    "-1": "account authentication failed: check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET",
+    "-2": "request IP not allowed: allow this host's address in the vendor's console",
+}
+CLOCK_CODE = "-16"
+TRANSIENT_CODES = {"-18": "server-side system error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """How long to wait between attempts of one request."""
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    retry_after_cap_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """`/flow/list`: the flows that validated, and the listed flows whose content did not."""
+
+    flows: list[ApiFlow]
+    invalid: list[PayloadError] = field(default_factory=list)
+
+    @property
+    def flow_ids(self) -> set[int]:
+        return {flow.flow_id for flow in self.flows} | {
+            e.flow_id for e in self.invalid if e.flow_id is not None
+        }
+
+
+class FlowApiClient:
+    """Fetches flows from the vendor API; use as `async with FlowApiClient(...) as client`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        api_secret: SecretStr,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        max_connections: int = 8,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._timeout_s = timeout_s
+        self._retries = retries
+        self._backoff = backoff or Backoff()
+        self._clock = clock
+        self._sleep = sleep
+        self.clock_offset_s = 0.0
+        self.requests_sent = 0
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            timeout=httpx.Timeout(timeout_s),
+            limits=limits,
+            transport=transport,
+            verify=True,
+            follow_redirects=False,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def flow_details(self, flow_id: int) -> ApiFlow | None:
+        """One flow's configuration, or None when the API says it no longer exists (`data: null`)."""
+        endpoint = f"flow/details/{flow_id}"
+        envelope = await self._call(endpoint, flow_id)
+        if envelope.data is None:
+            return None
+        try:
+            flow = parse_flow(envelope.data)
+        except ValueError as exc:
+            raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
+        if flow.flow_id != flow_id:
+            raise PayloadError(f"answer is about flow {flow.flow_id}", endpoint=endpoint, flow_id=flow_id)
+        return flow
+
+    async def flow_list(self) -> Listing:
+        """Every flow of the account; a listing that cannot be trusted as a whole raises `PayloadError`."""
+        endpoint = "flow/list"
+        envelope = await self._call(endpoint, None)
+        if not isinstance(envelope.data, list):
+            raise PayloadError("data is not a list of flows", endpoint=endpoint)
+        flows: list[ApiFlow] = []
+        invalid: list[PayloadError] = []
+        seen: set[int] = set()
+        for index, item in enumerate(envelope.data):
+            flow_id = listed_flow_id(item)
+            if flow_id is None:
+                # Without an ID we cannot tell which flow is missing, so nothing may be marked deleted.
+                raise PayloadError(f"item {index} has no readable flowId", endpoint=endpoint)
+            if flow_id in seen:
+                raise PayloadError(f"flow {flow_id} is listed twice", endpoint=endpoint)
+            seen.add(flow_id)
+            try:
+                flows.append(parse_flow(item))
+            except ValueError as exc:
+                invalid.append(PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id))
+        return Listing(flows=flows, invalid=invalid)
+
+    async def _call(self, endpoint: str, flow_id: int | None) -> Envelope:
+        """One logical request: retries transient failures and re-signs once after `-16`."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            retry=retry_if_exception_type(TransientError),
+            wait=self._wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._signed_call(endpoint, flow_id)
+        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+
+    async def _signed_call(self, endpoint: str, flow_id: int | None) -> Envelope:
+        response, envelope = await self._attempt(endpoint, flow_id)
+        if envelope.status != CLOCK_CODE:
+            return self._classify(envelope, endpoint, flow_id)
+        server_time = _server_time(response)
+        if server_time is None:
+            raise ClockSkewError(
+                "timestamp expired (-16) and the answer has no usable Date header to correct the clock",
+                endpoint=endpoint,
+                flow_id=flow_id,
+                code=CLOCK_CODE,
+            )
+        self.clock_offset_s = server_time - self._clock()
+        _, envelope = await self._attempt(endpoint, flow_id)
+        if envelope.status == CLOCK_CODE:
+            raise ClockSkewError(
+                f"timestamp expired (-16) even after correcting the clock by {self.clock_offset_s:+.0f} s",
+                endpoint=endpoint,
+                flow_id=flow_id,
+                code=CLOCK_CODE,
+            )
+        return self._classify(envelope, endpoint, flow_id)
+
+    async def _attempt(self, endpoint: str, flow_id: int | None) -> tuple[httpx.Response, Envelope]:
+        """Send one signed request and decode its envelope; HTTP-level failures raise."""
+        timestamp = int(self._clock() + self.clock_offset_s)
+        headers = signed_headers(self._api_key, self._api_secret, timestamp)
+        self.requests_sent += 1
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                response = await self._http.get(endpoint, headers=headers)
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            raise TransientError(
+                f"no answer within {self._timeout_s:g} s ({type(exc).__name__})",
+                endpoint=endpoint,
+                flow_id=flow_id,
+                kind="network",
+            ) from exc
+        except httpx.TransportError as exc:
+            raise TransientError(
+                f"connection failed ({type(exc).__name__}: {exc})",
+                endpoint=endpoint,
+                flow_id=flow_id,
+                kind="network",
+            ) from exc
+        status = response.status_code
+        if status == 429 or status >= 500:
+            raise TransientError(
+                f"HTTP {status} {response.reason_phrase}".rstrip(),
+                endpoint=endpoint,
+                flow_id=flow_id,
+                code=str(status),
+                kind="http",
+                retry_after_s=_retry_after(response, _server_time(response) or self._clock()),
+            )
+        if status != 200:
+            raise FlowRequestError(
+                f"HTTP {status} {response.reason_phrase}".rstrip(),
+                endpoint=endpoint,
+                flow_id=flow_id,
+                code=str(status),
+                kind="http",
+            )
+        try:
+            return response, parse_envelope(response.content)
+        except ValueError as exc:
+            raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
+
+    def _classify(self, envelope: Envelope, endpoint: str, flow_id: int | None) -> Envelope:
+        if envelope.ok:
+            return envelope
+        code = envelope.status
+        reason = (envelope.reason or "").strip()[:200]
+        detail = f"API status {code}" + (f" ({reason})" if reason else "")
+        error_type: type[ApiError]
+        if code in ACCOUNT_HINTS:
+            error_type, detail = AccountError, f"{detail}; {ACCOUNT_HINTS[code]}"
+        elif code in TRANSIENT_CODES:
+            error_type = TransientError
+        else:
+            error_type = FlowRequestError
+        raise error_type(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind="api")
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Seconds before the next attempt: the server's Retry-After if it gave one, else backoff."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, TransientError) and error.retry_after_s is not None:
+            return min(error.retry_after_s, self._backoff.retry_after_cap_s)
+        backoff = wait_exponential_jitter(
+            initial=self._backoff.initial_s, max=self._backoff.max_s, jitter=self._backoff.initial_s
+        )
+        return float(backoff(state))
+
+
+def _retry_after(response: httpx.Response, now: float) -> float | None:
+    """`Retry-After` in seconds, in either of its forms; a date is read against the server's own clock."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _server_time(response: httpx.Response) -> float | None:
+    value = response.headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() if when.tzinfo is not None else None

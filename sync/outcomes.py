@@ -1,0 +1,71 @@
+"""The vocabulary between fetching and writing: what the API said about each flow."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+from sync.errors import ApiError
+from sync.snapshot import FlowSnapshot
+
+Outcome = Literal["created", "changed", "restored", "unchanged", "deleted", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """The API returned this configuration."""
+
+    flow_id: int
+    snapshot: FlowSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """The API says the flow no longer exists (`data: null`, or missing from `/flow/list`)."""
+
+    flow_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Fetching the flow failed; its stored configuration must stay as it is."""
+
+    flow_id: int
+    error: ApiError
+
+
+FetchResult = Fetched | Gone | Failed
+
+
+@dataclass(slots=True)
+class RunCounts:
+    """The per-run counts of `sync_runs`; a restored flow counts as changed."""
+
+    requested: int = 0
+    created: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: int = 0
+
+    def add(self, outcomes: Counter[Outcome]) -> None:
+        self.created += outcomes["created"]
+        self.changed += outcomes["changed"] + outcomes["restored"]
+        self.unchanged += outcomes["unchanged"]
+        self.deleted += outcomes["deleted"]
+        self.failed += outcomes["failed"]
+
+    @property
+    def settled(self) -> int:
+        return self.created + self.changed + self.unchanged + self.deleted + self.failed
+
+    def as_columns(self) -> dict[str, int]:
+        return {
+            "flows_requested": self.requested,
+            "flows_created": self.created,
+            "flows_changed": self.changed,
+            "flows_unchanged": self.unchanged,
+            "flows_deleted": self.deleted,
+            "flows_failed": self.failed,
+        }

@@ -1,0 +1,171 @@
+"""The vendor API's response bodies, validated.
+
+Lenient where a real API is sloppy (unknown fields are ignored, integers may come
+as numeric strings, `status` as a number), strict where a value cannot be trusted
+(booleans or fractions for integers, NUL characters, duplicate JSON keys, values
+too large for the database). Values outside the documented ranges (a waiting time
+of 5 s, a channel called "fax") are kept as received: flowsync records what the
+vendor holds, it does not correct it.
+
+Everything here is pure: bytes in, models or `ValueError` out. The client turns
+those errors into `PayloadError` with the flow and endpoint attached.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+MAX_NAME_CHARS = 255
+MAX_CHANNEL_CHARS = 32
+MAX_NODES = 10_000
+_INT64 = 2**63
+_NUMERIC = re.compile(r"[+-]?\d{1,19}")
+
+
+def _api_int(value: object) -> int:
+    """An integer as the API may send it: a JSON number or a numeric string, within 64 bits."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+        number = int(value.strip())
+    else:
+        raise ValueError(f"expected an integer, got {_describe(value)}")
+    if not -_INT64 <= number < _INT64:
+        raise ValueError("integer outside the 64-bit range")
+    return number
+
+
+def _api_text(limit: int) -> BeforeValidator:
+    def check(value: object) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_describe(value)}")
+        if "\x00" in value:
+            raise ValueError("contains a NUL character")
+        if len(value) > limit:
+            raise ValueError(f"longer than {limit} characters ({len(value)})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _status_text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"expected a status code, got {_describe(value)}")
+    return str(value).strip()
+
+
+def _describe(value: object) -> str:
+    """A short description of a bad value that never echoes a long body back."""
+    if value is None:
+        return "null"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+ApiInt = Annotated[int, BeforeValidator(_api_int)]
+
+
+class ApiNode(BaseModel):
+    """One node of a flow as the API sends it (`waitingTime` in seconds)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    waiting_time: ApiInt = Field(alias="waitingTime")
+    status: ApiInt
+    channel: Annotated[str, _api_text(MAX_CHANNEL_CHARS)]
+    # The vendor documents 0 as the default, so a node without it means 0.
+    channel_cut: ApiInt = Field(default=0, alias="channelCut")
+
+
+class ApiFlow(BaseModel):
+    """A flow as `/flow/details/{id}` and `/flow/list` send it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    flow_id: ApiInt = Field(alias="flowId")
+    name: Annotated[str, _api_text(MAX_NAME_CHARS)]
+    nodes: tuple[ApiNode, ...] = Field(alias="flow", max_length=MAX_NODES)
+
+
+class Envelope(BaseModel):
+    """The wrapper around every answer: `status` "0" means success."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Annotated[str, BeforeValidator(_status_text)]
+    reason: str | None = None
+    data: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "0"
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:40]!r} in a JSON object")
+        result[key] = value
+    return result
+
+
+def parse_envelope(body: bytes) -> Envelope:
+    """Decode a response body into its envelope; `ValueError` says why it cannot be trusted."""
+    if not body.strip():
+        raise ValueError("empty body")
+    try:
+        document = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+    except UnicodeDecodeError as exc:
+        raise ValueError("body is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        start = body.lstrip()[:1]
+        shape = "an HTML page" if start == b"<" else "not JSON"
+        raise ValueError(f"body is {shape} ({exc.msg} at byte {exc.pos})") from exc
+    except RecursionError as exc:
+        raise ValueError("body nests too deeply") from exc
+    if not isinstance(document, dict):
+        raise ValueError(f"body is a JSON {type(document).__name__}, not an object")
+    try:
+        return Envelope.model_validate(document)
+    except ValidationError as exc:
+        raise ValueError(explain(exc)) from exc
+
+
+def parse_flow(data: object) -> ApiFlow:
+    """Validate one flow object; `ValueError` names the offending field."""
+    if not isinstance(data, dict):
+        raise ValueError(f"flow data is {_describe(data)}, not an object")
+    try:
+        return ApiFlow.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(explain(exc)) from exc
+
+
+def listed_flow_id(item: object) -> int | None:
+    """The `flowId` of a `/flow/list` item, when it is readable at all."""
+    if not isinstance(item, dict):
+        return None
+    try:
+        return _api_int(item.get("flowId"))
+    except ValueError:
+        return None
+
+
+def explain(exc: ValidationError) -> str:
+    """The first validation problem as `field.path: message`, without echoing the input."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False)[:3]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}")
+    more = exc.error_count() - len(problems)
+    return "; ".join(problems) + (f" (and {more} more)" if more > 0 else "")

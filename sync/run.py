@@ -1,0 +1,270 @@
+"""One sync run: fetch the selected flows and write each result as it arrives.
+
+Fetching is asyncio with at most `concurrency` requests in flight; one writer
+drains the results in small batches on a worker thread, so memory stays flat
+however many flows there are and the event loop never waits on the database.
+An account-level error (`-1`, `-2`) stops new requests at once. In `all` mode a
+single `/flow/list` answer carries every flow, and flows it no longer lists are
+marked deleted; a failed listing marks nothing.
+
+The caller holds the run lock and has checked the schema (see `sync.service`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy.engine import Engine
+
+from sync import store
+from sync.client import FlowApiClient
+from sync.errors import AccountError, ApiError, StoreError
+from sync.flow_ids import FlowSelection
+from sync.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
+from sync.snapshot import normalize
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+MAX_LOGGED_FAILURES = 3
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Progress(Protocol):
+    """Where a run reports how far it got (a progress bar on a terminal, log lines elsewhere)."""
+
+    def start(self, total: int | None) -> None: ...
+    def advance(self, count: int) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NoProgress:
+    def start(self, total: int | None) -> None:
+        pass
+
+    def advance(self, count: int) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a run ended, as recorded in its `sync_runs` row."""
+
+    run_id: int
+    status: str
+    counts: RunCounts
+    error_message: str | None
+    duration_s: float
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "ok" else 1
+
+
+@dataclass
+class _RunState:
+    counts: RunCounts = field(default_factory=RunCounts)
+    account_error: AccountError | None = None
+    run_error: str | None = None
+    stopped: bool = False
+    failures: list[str] = field(default_factory=list)
+
+
+async def run_sync(
+    engine: Engine,
+    client: FlowApiClient,
+    selection: FlowSelection,
+    *,
+    triggered_by: str,
+    concurrency: int,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> RunReport:
+    """Run one sync and record it in `sync_runs`; never raises for API errors, only for lost databases."""
+    progress = progress or NoProgress()
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    abandoned = store.close_abandoned_runs(engine, clock())
+    if abandoned:
+        log.warning("closed %d earlier run(s) that never finished as failed: %s", len(abandoned), abandoned)
+    run_id = store.start_run(engine, clock(), triggered_by, str(selection))
+    state = _RunState()
+    job = _Job(engine, client, run_id, state, stop, progress, clock)
+    finished = False
+    try:
+        if selection.everything:
+            await job.sync_listing()
+        else:
+            state.counts.requested = len(selection)
+            await job.sync_ids(iter(selection), concurrency)
+        if state.account_error is not None:
+            error = state.account_error
+            await asyncio.to_thread(store.record_run_error, engine, run_id, clock(), error)
+        finished = True
+    except* StoreError as group:
+        state.run_error = f"the database failed during the run: {group.exceptions[0]}"
+        finished = True
+    finally:
+        progress.finish()
+        if not finished:
+            state.run_error = "the run was interrupted by an unexpected error (see the log)"
+        report = _finish(engine, run_id, state, clock(), time.monotonic() - started)
+    return report
+
+
+def _finish(engine: Engine, run_id: int, state: _RunState, now: datetime, duration_s: float) -> RunReport:
+    status, message = _verdict(state)
+    report = RunReport(run_id, status, state.counts, message, duration_s)
+    try:
+        store.finish_run(engine, run_id, now=now, status=status, counts=state.counts, error_message=message)
+    except StoreError as exc:
+        log.error("run %d could not be recorded as %s: %s", run_id, status, exc)
+    _log_report(report, state)
+    return report
+
+
+def _verdict(state: _RunState) -> tuple[str, str | None]:
+    if state.run_error:
+        return "failed", state.run_error
+    if state.account_error:
+        return "failed", f"account-level error ended the run: {state.account_error}"
+    if state.stopped:
+        settled, requested = state.counts.settled, state.counts.requested
+        return "failed", f"stopped by a signal after {settled} of {requested} flows"
+    if state.counts.failed:
+        return "partial", None
+    return "ok", None
+
+
+def _log_report(report: RunReport, state: _RunState) -> None:
+    c = report.counts
+    log.info(
+        "run %d %s in %.1f s: %d requested, %d created, %d changed, %d unchanged, %d deleted, %d failed%s",
+        report.run_id,
+        report.status,
+        report.duration_s,
+        c.requested,
+        c.created,
+        c.changed,
+        c.unchanged,
+        c.deleted,
+        c.failed,
+        f" ({report.error_message})" if report.error_message else "",
+    )
+    if state.failures:
+        more = c.failed - len(state.failures)
+        log.warning(
+            "run %d: failed flows include %s%s",
+            report.run_id,
+            "; ".join(state.failures),
+            f" (and {more} more; see `flowsync history`)" if more > 0 else "",
+        )
+
+
+@dataclass
+class _Job:
+    """The moving parts of one run, so the fetch and write loops can share them."""
+
+    engine: Engine
+    client: FlowApiClient
+    run_id: int
+    state: _RunState
+    stop: threading.Event
+    progress: Progress
+    clock: Callable[[], datetime]
+
+    async def sync_ids(self, flow_ids: Iterator[int], concurrency: int) -> None:
+        """Fetch the given IDs, `concurrency` at a time, writing results as they arrive."""
+        self.progress.start(self.state.counts.requested)
+        queue: asyncio.Queue[FetchResult | None] = asyncio.Queue(maxsize=concurrency + BATCH_SIZE)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._write_from(queue))
+            async with asyncio.TaskGroup() as fetchers:
+                for _ in range(concurrency):
+                    fetchers.create_task(self._fetch_into(flow_ids, queue))
+            await queue.put(None)
+
+    async def sync_listing(self) -> None:
+        """`all` mode: one `/flow/list` request, then deletions for flows it no longer lists."""
+        try:
+            listing = await self.client.flow_list()
+        except AccountError as exc:
+            self._account_refused(exc)
+            return
+        except ApiError as exc:
+            await asyncio.to_thread(store.record_run_error, self.engine, self.run_id, self.clock(), exc)
+            self.state.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
+            return
+        listed = listing.flow_ids
+        results: list[FetchResult] = [Fetched(f.flow_id, normalize(f)) for f in listing.flows]
+        results += [Failed(error.flow_id, error) for error in listing.invalid if error.flow_id is not None]
+        missing = await asyncio.to_thread(
+            lambda: [flow_id for flow_id in store.known_flow_ids(self.engine) if flow_id not in listed]
+        )
+        results += [Gone(flow_id) for flow_id in missing]
+        self.state.counts.requested = len(results)
+        self.progress.start(len(results))
+        for start in range(0, len(results), BATCH_SIZE):
+            if self.stop.is_set():
+                self.state.stopped = True
+                return
+            await self._write(results[start : start + BATCH_SIZE])
+
+    async def _fetch_into(self, flow_ids: Iterator[int], queue: asyncio.Queue[FetchResult | None]) -> None:
+        # All fetchers share one iterator: each takes the next ID when it is free.
+        for flow_id in flow_ids:
+            if self.state.account_error is not None:
+                return
+            if self.stop.is_set():
+                self.state.stopped = True
+                return
+            try:
+                flow = await self.client.flow_details(flow_id)
+            except AccountError as exc:
+                self._account_refused(exc)
+                return
+            except ApiError as exc:
+                await queue.put(Failed(flow_id, exc))
+                continue
+            await queue.put(Gone(flow_id) if flow is None else Fetched(flow_id, normalize(flow)))
+
+    async def _write_from(self, queue: asyncio.Queue[FetchResult | None]) -> None:
+        done = False
+        while not done:
+            batch: list[FetchResult] = []
+            item = await queue.get()
+            while item is not None:
+                batch.append(item)
+                if len(batch) >= BATCH_SIZE or queue.empty():
+                    break
+                item = queue.get_nowait()
+            done = item is None
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: Sequence[FetchResult]) -> None:
+        outcomes = await asyncio.to_thread(store.write_results, self.engine, self.run_id, self.clock(), batch)
+        self.state.counts.add(outcomes)
+        for result in batch:
+            if isinstance(result, Failed) and len(self.state.failures) < MAX_LOGGED_FAILURES:
+                self.state.failures.append(str(result.error))
+        self.progress.advance(len(batch))
+
+    def _account_refused(self, error: AccountError) -> None:
+        if self.state.account_error is None:
+            self.state.account_error = error
+            log.error("run %d stopped: %s", self.run_id, error)

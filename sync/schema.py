@@ -1,0 +1,123 @@
+"""The tables analysts query: `flows`, `flow_nodes`, `flow_history` and `sync_runs`.
+
+Names follow the contract exactly and avoid words reserved in any of the three
+SQL dialects. Constraints are named by convention so Alembic can compare and
+alter them (SQLite batch mode needs names). Every timestamp is `UtcDateTime`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from sync.sqltypes import BigId, UtcDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# MariaDB/MySQL default to a 3-byte "utf8" on some installs: names with emoji need utf8mb4.
+_MYSQL_TABLE: dict[str, Any] = {
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+    "mysql_engine": "InnoDB",
+}
+
+# Python None is SQL NULL in these columns, never the JSON document `null`.
+_Json = JSON(none_as_null=True)
+
+flows = Table(
+    "flows",
+    metadata,
+    Column("flow_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(255), nullable=False),
+    Column("node_count", Integer, nullable=False),
+    Column("content_hash", String(64), nullable=False),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_changed_at", UtcDateTime, nullable=False),
+    Column("last_fetched_at", UtcDateTime, nullable=True),
+    Column("deleted_at", UtcDateTime, nullable=True),
+    Column("sync_state", String(16), nullable=False),
+    Column("last_error", Text, nullable=True),
+    **_MYSQL_TABLE,
+)
+
+flow_nodes = Table(
+    "flow_nodes",
+    metadata,
+    Column(
+        "flow_id",
+        BigInteger,
+        ForeignKey("flows.flow_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("waiting_time", BigInteger, nullable=False),
+    Column("status", BigInteger, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("channel_cut", BigInteger, nullable=False),
+    **_MYSQL_TABLE,
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("triggered_by", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("flows_requested", Integer, nullable=False, default=0),
+    Column("flows_created", Integer, nullable=False, default=0),
+    Column("flows_changed", Integer, nullable=False, default=0),
+    Column("flows_unchanged", Integer, nullable=False, default=0),
+    Column("flows_deleted", Integer, nullable=False, default=0),
+    Column("flows_failed", Integer, nullable=False, default=0),
+    Column("error_message", Text, nullable=True),
+    # Who ran it, for "which worker was that?" questions; not part of the contract's list.
+    Column("flow_selection", Text, nullable=True),
+    Column("worker_host", String(255), nullable=True),
+    Column("worker_pid", Integer, nullable=True),
+    **_MYSQL_TABLE,
+)
+
+flow_history = Table(
+    "flow_history",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", BigId, ForeignKey("sync_runs.id"), nullable=True),
+    Column("flow_id", BigInteger, nullable=True),
+    Column("occurred_at", UtcDateTime, nullable=False),
+    Column("event", String(16), nullable=False),
+    Column("changes", _Json, nullable=True),
+    Column("snapshot", _Json, nullable=True),
+    Column("content_hash", String(64), nullable=True),
+    Column("error_kind", String(16), nullable=True),
+    Column("error_code", String(32), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index("ix_flow_history_flow_id_occurred_at", "flow_id", "occurred_at"),
+    Index("ix_flow_history_occurred_at", "occurred_at"),
+    Index("ix_flow_history_run_id", "run_id"),
+    **_MYSQL_TABLE,
+)
+
+Index("ix_sync_runs_started_at", sync_runs.c.started_at)

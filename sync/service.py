@@ -1,0 +1,87 @@
+"""Wiring for the commands: settings in, a checked database and a finished run out.
+
+The CLI, the worker and the demo all come through here, so every way of running
+a sync checks the schema, takes the run lock and builds the client the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from sqlalchemy.engine import Engine
+
+from sync import migrate
+from sync.client import Backoff, FlowApiClient
+from sync.config import Settings
+from sync.database import check_schema, create_engine
+from sync.lock import run_lock
+from sync.run import Progress, RunReport, run_sync
+
+STOP_POLL_S = 0.2
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Engine]:
+    """An engine for the configured database, disposed of afterwards."""
+    engine = create_engine(settings.database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def check_ready(engine: Engine) -> None:
+    """`SchemaError` unless the database is exactly at this flowsync's latest migration."""
+    check_schema(engine, migrate.head_revisions(), migrate.known_revisions())
+
+
+def sync_once(
+    settings: Settings,
+    engine: Engine,
+    *,
+    triggered_by: str,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    backoff: Backoff | None = None,
+) -> RunReport:
+    """One complete run: check the schema, take the lock, fetch and write, release."""
+    api_key, api_secret, selection = settings.require_api()
+    stop = stop or threading.Event()
+    check_ready(engine)
+    with run_lock(engine):
+
+        async def sleep_unless_stopped(seconds: float) -> None:
+            # A retry waiting out a long Retry-After must not hold up a SIGTERM.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + seconds
+            while not stop.is_set() and (remaining := deadline - loop.time()) > 0:
+                await asyncio.sleep(min(STOP_POLL_S, remaining))
+
+        async def fetch_and_write() -> RunReport:
+            async with FlowApiClient(
+                settings.base_url,
+                api_key,
+                api_secret,
+                timeout_s=settings.timeout_s,
+                retries=settings.retries,
+                max_connections=settings.concurrency,
+                transport=transport,
+                backoff=backoff,
+                sleep=sleep_unless_stopped,
+            ) as client:
+                return await run_sync(
+                    engine,
+                    client,
+                    selection,
+                    triggered_by=triggered_by,
+                    concurrency=settings.concurrency,
+                    stop=stop,
+                    progress=progress,
+                )
+
+        return asyncio.run(fetch_and_write())

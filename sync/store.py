@@ -1,0 +1,353 @@
+"""Writing what a run learned: flows, their nodes, history events and run rows.
+
+`write_results` takes a batch of fetch results and writes it in one transaction:
+each flow's new configuration together with its history row, so a crash leaves
+every flow wholly old or wholly new. Unchanged flows cost one `UPDATE` per batch
+(their `last_fetched_at`) and never touch `flow_nodes` or `flow_history`. When the
+database refuses one flow's values, the batch is retried flow by flow so only that
+flow is recorded as failed. A lost connection is a `StoreError` for the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from sync.database import short_error
+from sync.diff import diff
+from sync.errors import ApiError, StoreError
+from sync.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.snapshot import FlowSnapshot, NodeSnapshot
+from sync.upsert import upsert
+
+MAX_MESSAGE_CHARS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFlow:
+    flow_id: int
+    name: str
+    content_hash: str
+    sync_state: str
+    first_seen_at: datetime
+    last_changed_at: datetime
+
+
+def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
+    """Mark runs left `running` by a process that died as `failed`; call only while holding the run lock."""
+    with _transaction(engine) as connection:
+        ids = list(connection.scalars(sa.select(sync_runs.c.id).where(sync_runs.c.status == "running")))
+        if ids:
+            connection.execute(
+                sync_runs.update()
+                .where(sync_runs.c.id.in_(ids))
+                .values(
+                    status="failed",
+                    finished_at=now,
+                    error_message="the run never finished (its process was killed or crashed)",
+                )
+            )
+    return ids
+
+
+def start_run(engine: Engine, now: datetime, triggered_by: str, selection: str) -> int:
+    with _transaction(engine) as connection:
+        result = connection.execute(
+            sync_runs.insert().values(
+                started_at=now,
+                triggered_by=triggered_by,
+                status="running",
+                flow_selection=selection,
+                worker_host=socket.gethostname()[:255],
+                worker_pid=os.getpid(),
+                **RunCounts().as_columns(),
+            )
+        )
+        run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    if run_id is None:  # pragma: no cover - every supported dialect returns the new key
+        raise StoreError("the database did not return the new run's id")
+    return int(run_id)
+
+
+def finish_run(
+    engine: Engine, run_id: int, *, now: datetime, status: str, counts: RunCounts, error_message: str | None
+) -> None:
+    with _transaction(engine) as connection:
+        connection.execute(
+            sync_runs.update()
+            .where(sync_runs.c.id == run_id)
+            .values(
+                finished_at=now,
+                status=status,
+                error_message=_clip(error_message),
+                **counts.as_columns(),
+            )
+        )
+
+
+def record_run_error(engine: Engine, run_id: int, now: datetime, error: ApiError) -> None:
+    """An error that concerns the whole run (account refused, listing unusable): `flow_id` stays null."""
+    with _transaction(engine) as connection:
+        connection.execute(flow_history.insert().values(_error_row(run_id, now, None, error)))
+
+
+def write_results(
+    engine: Engine, run_id: int, now: datetime, results: Sequence[FetchResult]
+) -> Counter[Outcome]:
+    """Store a batch of results; returns how many flows ended in each outcome."""
+    try:
+        with _transaction(engine, fatal_only=False) as connection:
+            return _write(connection, run_id, now, results)
+    except DBAPIError as exc:
+        if len(results) > 1:
+            # Isolate the flow the database refuses; the others are still written.
+            total: Counter[Outcome] = Counter()
+            for result in results:
+                total += write_results(engine, run_id, now, [result])
+            return total
+        refused = ApiError(
+            f"the database refused this flow's values ({short_error(exc)})",
+            endpoint="database",
+            flow_id=results[0].flow_id,
+            kind="payload",
+        )
+        with _transaction(engine) as connection:
+            return _write(connection, run_id, now, [Failed(results[0].flow_id, refused)])
+
+
+def known_flow_ids(engine: Engine) -> Iterable[int]:
+    """Every flow not already marked deleted, streamed (for `all` mode's deletion check)."""
+    with _transaction(engine, read_only=True) as connection:
+        rows = connection.execution_options(yield_per=5000).scalars(
+            sa.select(flows.c.flow_id).where(flows.c.sync_state != "deleted").order_by(flows.c.flow_id)
+        )
+        yield from rows
+
+
+def _write(
+    connection: Connection, run_id: int, now: datetime, results: Sequence[FetchResult]
+) -> Counter[Outcome]:
+    stored = _stored_flows(connection, [result.flow_id for result in results])
+    changed_ids = [
+        r.flow_id
+        for r in results
+        if isinstance(r, Fetched)
+        and r.flow_id in stored
+        and stored[r.flow_id].content_hash != r.snapshot.content_hash
+    ]
+    plan = _Plan(run_id=run_id, now=now, stored=stored, old_nodes=_stored_nodes(connection, changed_ids))
+    for result in results:
+        plan.add(result)
+    plan.execute(connection)
+    return plan.outcomes
+
+
+@dataclass
+class _Plan:
+    """The statements one batch needs, decided from the stored state before anything is written."""
+
+    run_id: int
+    now: datetime
+    stored: dict[int, StoredFlow]
+    old_nodes: dict[int, list[NodeSnapshot]]
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    refresh: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+    upserts: list[dict[str, Any]] = field(default_factory=list)
+    replaced: list[FlowSnapshot] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    deletions: list[int] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, result: FetchResult) -> None:
+        previous = self.stored.get(result.flow_id)
+        if isinstance(result, Fetched):
+            self._fetched(result.snapshot, previous)
+        elif isinstance(result, Gone):
+            self._gone(result.flow_id, previous)
+        else:
+            self._failed(result, previous)
+
+    def _fetched(self, snapshot: FlowSnapshot, previous: StoredFlow | None) -> None:
+        new_hash = snapshot.content_hash
+        if previous is not None and previous.content_hash == new_hash and previous.sync_state != "deleted":
+            (self.recovered if previous.sync_state == "error" else self.refresh).append(snapshot.flow_id)
+            self.outcomes["unchanged"] += 1
+            return
+        event: Outcome = "created"
+        changes: list[Any] | None = None
+        content_changed = previous is None or previous.content_hash != new_hash
+        if previous is not None:
+            event = "restored" if previous.sync_state == "deleted" else "changed"
+            if content_changed:
+                old_nodes = tuple(self.old_nodes.get(snapshot.flow_id, ()))
+                changes = list(diff(FlowSnapshot(previous.flow_id, previous.name, old_nodes), snapshot))
+        self.upserts.append(
+            {
+                "flow_id": snapshot.flow_id,
+                "name": snapshot.name,
+                "node_count": len(snapshot.nodes),
+                "content_hash": new_hash,
+                "first_seen_at": self.now if previous is None else previous.first_seen_at,
+                "last_changed_at": self.now
+                if content_changed or previous is None
+                else previous.last_changed_at,
+                "last_fetched_at": self.now,
+                "deleted_at": None,
+                "sync_state": "ok",
+                "last_error": None,
+            }
+        )
+        if content_changed:
+            self.replaced.append(snapshot)
+        self.history.append(
+            _event_row(self.run_id, self.now, snapshot.flow_id, event, changes=changes, snapshot=snapshot)
+        )
+        self.outcomes[event] += 1
+
+    def _gone(self, flow_id: int, previous: StoredFlow | None) -> None:
+        if previous is None or previous.sync_state == "deleted":
+            self.outcomes["unchanged"] += 1  # it did not exist before either
+            return
+        self.deletions.append(flow_id)
+        self.history.append(_event_row(self.run_id, self.now, flow_id, "deleted"))
+        self.outcomes["deleted"] += 1
+
+    def _failed(self, result: Failed, previous: StoredFlow | None) -> None:
+        if previous is not None:
+            # A flow the API already reported gone stays deleted; a failed fetch proves nothing.
+            state = "deleted" if previous.sync_state == "deleted" else "error"
+            self.failures.append(
+                {"b_flow_id": result.flow_id, "b_state": state, "b_error": _clip(result.error.message)}
+            )
+        self.history.append(_error_row(self.run_id, self.now, result.flow_id, result.error))
+        self.outcomes["failed"] += 1
+
+    def execute(self, connection: Connection) -> None:
+        now = self.now
+        if self.refresh:
+            connection.execute(
+                flows.update().where(flows.c.flow_id.in_(self.refresh)).values(last_fetched_at=now)
+            )
+        if self.recovered:
+            connection.execute(
+                flows.update()
+                .where(flows.c.flow_id.in_(self.recovered))
+                .values(last_fetched_at=now, sync_state="ok", last_error=None)
+            )
+        upsert(connection, flows, self.upserts, keep=("first_seen_at",))
+        if self.replaced:
+            replaced_ids = [s.flow_id for s in self.replaced]
+            connection.execute(flow_nodes.delete().where(flow_nodes.c.flow_id.in_(replaced_ids)))
+            node_rows = [{"flow_id": s.flow_id, **node.as_json()} for s in self.replaced for node in s.nodes]
+            if node_rows:
+                connection.execute(flow_nodes.insert(), node_rows)
+        if self.failures:
+            connection.execute(
+                flows.update()
+                .where(flows.c.flow_id == sa.bindparam("b_flow_id"))
+                .values(sync_state=sa.bindparam("b_state"), last_error=sa.bindparam("b_error")),
+                self.failures,
+            )
+        if self.deletions:
+            connection.execute(
+                flows.update()
+                .where(flows.c.flow_id.in_(self.deletions))
+                .values(sync_state="deleted", deleted_at=now, last_fetched_at=now, last_error=None)
+            )
+        if self.history:
+            connection.execute(flow_history.insert(), self.history)
+
+
+def _stored_flows(connection: Connection, ids: list[int]) -> dict[int, StoredFlow]:
+    if not ids:
+        return {}
+    query = sa.select(
+        flows.c.flow_id,
+        flows.c.name,
+        flows.c.content_hash,
+        flows.c.sync_state,
+        flows.c.first_seen_at,
+        flows.c.last_changed_at,
+    ).where(flows.c.flow_id.in_(ids))
+    return {row.flow_id: StoredFlow(**row._asdict()) for row in connection.execute(query)}
+
+
+def _stored_nodes(connection: Connection, ids: list[int]) -> dict[int, list[NodeSnapshot]]:
+    nodes: dict[int, list[NodeSnapshot]] = defaultdict(list)
+    if not ids:
+        return nodes
+    query = (
+        sa.select(flow_nodes)
+        .where(flow_nodes.c.flow_id.in_(ids))
+        .order_by(flow_nodes.c.flow_id, flow_nodes.c.position)
+    )
+    for row in connection.execute(query):
+        fields = row._asdict()
+        nodes[fields.pop("flow_id")].append(NodeSnapshot(**fields))
+    return nodes
+
+
+def _event_row(
+    run_id: int,
+    now: datetime,
+    flow_id: int | None,
+    event: str,
+    *,
+    changes: list[Any] | None = None,
+    snapshot: FlowSnapshot | None = None,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "flow_id": flow_id,
+        "occurred_at": now,
+        "event": event,
+        "changes": changes,
+        "snapshot": snapshot.as_json() if snapshot is not None else None,
+        "content_hash": snapshot.content_hash if snapshot is not None else None,
+        "error_kind": None,
+        "error_code": None,
+        "error_message": None,
+    }
+
+
+def _error_row(run_id: int, now: datetime, flow_id: int | None, error: ApiError) -> dict[str, Any]:
+    row = _event_row(run_id, now, flow_id, "error")
+    row.update(error_kind=error.kind, error_code=error.code, error_message=_clip(error.message))
+    return row
+
+
+def _clip(message: str | None) -> str | None:
+    if message is None or len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 3] + "..."
+
+
+@contextlib.contextmanager
+def _transaction(engine: Engine, *, read_only: bool = False, fatal_only: bool = True) -> Iterator[Connection]:
+    """`engine.begin()` that turns a lost or unusable database into `StoreError`.
+
+    With `fatal_only=False`, errors about the data itself (a value the database
+    refuses) pass through unchanged so the caller can isolate the flow.
+    """
+    target = engine.execution_options(flowsync_read_only=True) if read_only else engine
+    try:
+        with target.begin() as connection:
+            yield connection
+    except (OperationalError, InterfaceError) as exc:
+        raise StoreError(f"the database failed: {short_error(exc)}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated or fatal_only:
+            raise StoreError(f"the database refused a write: {short_error(exc)}") from exc
+        raise
