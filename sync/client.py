@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
+from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
@@ -92,6 +93,10 @@ class FlowApiClient:
         self.clock_offset_s = 0.0
         self.requests_sent = 0
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        if transport is None:
+            # httpcore's pool spends milliseconds of CPU per request once a few connections are
+            # in flight (encode/httpx#3215); aiohttp's pool behind the same httpx API does not.
+            transport = AiohttpTransport(verify=True, limits=limits)
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout_s),
@@ -194,19 +199,9 @@ class FlowApiClient:
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._http.get(endpoint, headers=headers)
-        except (TimeoutError, httpx.TimeoutException) as exc:
+        except (httpx.TransportError, TimeoutError) as exc:
             raise TransientError(
-                f"no answer within {self._timeout_s:g} s ({type(exc).__name__})",
-                endpoint=endpoint,
-                flow_id=flow_id,
-                kind="network",
-            ) from exc
-        except httpx.TransportError as exc:
-            raise TransientError(
-                f"connection failed ({type(exc).__name__}: {exc})",
-                endpoint=endpoint,
-                flow_id=flow_id,
-                kind="network",
+                _network_problem(exc, self._timeout_s), endpoint=endpoint, flow_id=flow_id, kind="network"
             ) from exc
         status = response.status_code
         if status == 429 or status >= 500:
@@ -283,3 +278,12 @@ def _server_time(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return when.timestamp() if when.tzinfo is not None else None
+
+
+def _network_problem(exc: BaseException, timeout_s: float) -> str:
+    """What went wrong on the wire, named after the underlying error rather than its httpx wrapper."""
+    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
+    if isinstance(cause, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {timeout_s:g} s ({type(cause).__name__})"
+    detail = " ".join(str(cause).split())[:200]
+    return f"connection failed ({type(cause).__name__}{': ' + detail if detail else ''})"

@@ -1,0 +1,118 @@
+"""Shared fixtures: a fresh database on each backend, the simulator, and settings pointing at both.
+
+Every test that touches a database takes `database_url` (or `engine`) and so runs on
+SQLite, PostgreSQL and MariaDB. The servers come from environment variables naming
+an administrative URL; each test gets its own freshly created database there and
+drops it afterwards. Without a variable the server variant is skipped with the
+reason, unless FLOWSYNC_TEST_REQUIRE_SERVERS=1 (as in CI), which makes it fail.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.engine import Engine, make_url
+
+from sync import migrate
+from sync.config import Settings
+from sync.database import create_engine
+from sync.database import database_url as url_with_driver
+from sync.flow_ids import parse_flow_ids
+from sync.simulator import SimulatorConfig, SimulatorHandle, running_simulator
+
+SERVER_ENV = {
+    "postgresql": "FLOWSYNC_TEST_POSTGRES_URL",  # e.g. postgresql://postgres@127.0.0.1:5432/postgres
+    "mariadb": "FLOWSYNC_TEST_MYSQL_URL",  # e.g. mysql://root@127.0.0.1:3306/mysql
+}
+REQUIRE_SERVERS = os.environ.get("FLOWSYNC_TEST_REQUIRE_SERVERS") == "1"
+BACKENDS = ["sqlite", "postgresql", "mariadb"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No test sees the developer's FLOWSYNC_* variables or ./flowsync.toml, or leaks log handlers."""
+    for name in list(os.environ):
+        if name.startswith("FLOWSYNC_") and not name.startswith("FLOWSYNC_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def server_admin_url(backend: str) -> str:
+    """The administrative URL for a server backend, or skip/fail the test when it is not configured."""
+    variable = SERVER_ENV[backend]
+    url = os.environ.get(variable)
+    if not url:
+        message = f"{variable} is not set, so there is no {backend} server to test against"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL for an empty database of one backend, removed after the test."""
+    backend: str = request.param
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'flowsync.db'}"
+        return
+    admin_url = database_url_for(server_admin_url(backend))
+    name = f"flowsync_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        suffix = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if backend == "mariadb" else ""
+        connection.exec_driver_sql(f"CREATE DATABASE {name}{suffix}")
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            force = " WITH (FORCE)" if backend == "postgresql" else ""
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+        admin.dispose()
+
+
+def database_url_for(url: str) -> sa.URL:
+    return url_with_driver(make_url(url).render_as_string(hide_password=False))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on a database already at the latest migration."""
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorHandle]:
+    """The simulator with 20 flows and no latency."""
+    with running_simulator(SimulatorConfig(flow_count=20, seed=1)) as handle:
+        yield handle
+
+
+def settings_for(sim: SimulatorHandle, database_url: str, flow_ids: str = "1-20", **extra: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "base_url": sim.base_url,
+        "api_key": sim.config.api_key,
+        "api_secret": SecretStr(sim.config.api_secret),
+        "flow_ids": parse_flow_ids(flow_ids),
+        "concurrency": 4,
+        "timeout_s": 2,
+        "retries": 2,
+    }
+    values.update(extra)
+    return Settings.model_validate(values)
