@@ -88,6 +88,9 @@ class FlowApiClient:
         self._timeout_s = timeout_s
         self._retries = retries
         self._backoff = backoff or Backoff()
+        self._exponential = wait_exponential_jitter(
+            multiplier=self._backoff.initial_s, max=self._backoff.max_s, jitter=self._backoff.initial_s
+        )
         self._clock = clock
         self._sleep = sleep
         self.clock_offset_s = 0.0
@@ -246,10 +249,7 @@ class FlowApiClient:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, TransientError) and error.retry_after_s is not None:
             return min(error.retry_after_s, self._backoff.retry_after_cap_s)
-        backoff = wait_exponential_jitter(
-            initial=self._backoff.initial_s, max=self._backoff.max_s, jitter=self._backoff.initial_s
-        )
-        return float(backoff(state))
+        return float(self._exponential(state))
 
 
 def _retry_after(response: httpx.Response, now: float) -> float | None:

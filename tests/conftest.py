@@ -103,7 +103,9 @@ def sim() -> Iterator[SimulatorHandle]:
         yield handle
 
 
-def settings_for(sim: SimulatorHandle, database_url: str, flow_ids: str = "1-20", **extra: object) -> Settings:
+def settings_for(
+    sim: SimulatorHandle, database_url: str, flow_ids: str = "1-20", **extra: object
+) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,
         "base_url": sim.base_url,

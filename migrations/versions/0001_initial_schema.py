@@ -111,15 +111,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Dropping a table drops its indexes; MariaDB refuses to drop an index a foreign key uses.
     op.drop_table("flow_nodes")
-    with op.batch_alter_table("flow_history", schema=None) as batch_op:
-        batch_op.drop_index("ix_flow_history_run_id")
-        batch_op.drop_index("ix_flow_history_occurred_at")
-        batch_op.drop_index("ix_flow_history_flow_id_occurred_at")
-
     op.drop_table("flow_history")
-    with op.batch_alter_table("sync_runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_sync_runs_started_at")
-
     op.drop_table("sync_runs")
     op.drop_table("flows")
