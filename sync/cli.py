@@ -33,6 +33,7 @@ from sync.worker import run_worker
 log = logging.getLogger("sync")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+PIPED_WIDTH = 200
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -188,7 +189,7 @@ def status(context: Context, /, *, database_url: str | None, show_all: bool, run
         with service.database(settings) as engine:
             service.check_ready(engine)
             report = reports.status(engine, runs=runs, flow_limit=None if show_all else 100)
-        console = Console()
+        console = _stdout_console()
         console.print(runs_table(report))
         console.print(flows_table(report))
 
@@ -208,7 +209,7 @@ def history(
         with service.database(settings) as engine:
             service.check_ready(engine)
             entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
-        Console().print(history_table(entries))
+        _stdout_console().print(history_table(entries))
 
 
 @cli.command()
@@ -225,7 +226,7 @@ def demo(context: Context, /, *, directory: Path) -> None:
     """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
     configure_logging(context.verbosity - 1)
     with _errors_to_exit_codes():
-        run_demo(directory, Console())
+        run_demo(directory, _stdout_console())
 
 
 @cli.command("fake-api")
@@ -262,6 +263,11 @@ def fake_api(
         serve_forever(config, host=host, port=port)
     except (ValueError, OSError) as exc:
         _fail(f"fake-api: {exc}", EXIT_USAGE)
+
+
+def _stdout_console() -> Console:
+    """The terminal's width on a terminal; wide enough not to fold table cells when piped to a file."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

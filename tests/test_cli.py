@@ -1,0 +1,199 @@
+"""The `flowsync` command as operators run it: exit codes, messages, and what it never prints."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from sync.database import create_engine
+from sync.lock import run_lock
+from sync.simulator import Fault, FaultKind, SimulatorHandle
+from tests.process import flowsync, flowsync_env
+
+CONTRACT_COMMANDS = ["db", "sync", "run", "status", "history", "demo", "fake-api"]
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_help_lists_every_contract_command() -> None:
+    """`flowsync --help` names every command of the contract."""
+    result = flowsync("--help", env=flowsync_env(None, None, None))
+    assert result.returncode == 0
+    for command in CONTRACT_COMMANDS:
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+
+
+@pytest.mark.parametrize("command", ["db upgrade", "sync", "run", "status", "history", "demo", "fake-api"])
+def test_every_command_is_documented_in_the_readme(command: str) -> None:
+    """Each command has its own help and appears in the README."""
+    assert f"flowsync {command}" in README.read_text()
+    result = flowsync(*command.split(), "--help", env=flowsync_env(None, None, None))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "names"),
+    [
+        (["sync"], {"FLOWSYNC_API_KEY": ""}, "FLOWSYNC_API_KEY"),
+        (["sync"], {"FLOWSYNC_API_SECRET": ""}, "FLOWSYNC_API_SECRET"),
+        (["sync"], {"FLOWSYNC_FLOW_IDS": ""}, "FLOWSYNC_FLOW_IDS"),
+        (["sync", "--concurrency", "many"], {}, "--concurrency"),
+        (["sync"], {"FLOWSYNC_CONCURRENCY": "0"}, "FLOWSYNC_CONCURRENCY"),
+        (["sync"], {"FLOWSYNC_TIMEOUT": "-1"}, "FLOWSYNC_TIMEOUT"),
+        (["sync"], {"FLOWSYNC_RETRIES": "lots"}, "FLOWSYNC_RETRIES"),
+        (["sync"], {"FLOWSYNC_FLOW_IDS": "1,x"}, "FLOWSYNC_FLOW_IDS"),
+        (["sync"], {"FLOWSYNC_BASE_URL": "ftp://example.com"}, "FLOWSYNC_BASE_URL"),
+        (["sync"], {"FLOWSYNC_DATABASE_URL": "not a url"}, "FLOWSYNC_DATABASE_URL"),
+        (["run"], {"FLOWSYNC_CRON": "61 * * * *"}, "FLOWSYNC_CRON"),
+        (["run", "--interval", "0"], {}, "--interval"),
+        (["--config", "missing.toml", "sync"], {}, "--config"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_setting(
+    sim: SimulatorHandle, tmp_path: Path, args: list[str], env: dict[str, str], names: str
+) -> None:
+    """Every malformed or missing setting exits 2 with one line naming it, before any request."""
+    database = tmp_path / "flowsync.db"
+    result = flowsync(*args, env=flowsync_env(sim, f"sqlite:///{database}", **env), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert names in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sim.stats.requests == {}
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "names"),
+    [
+        ("concurency = 4\n", "concurency"),
+        ("concurrency = 'four'\n", "concurrency in"),
+        ("interval = [\n", "flowsync.toml"),
+    ],
+)
+def test_a_bad_settings_file_exits_2_naming_the_key(
+    sim: SimulatorHandle, tmp_path: Path, content: str, names: str
+) -> None:
+    """Unknown keys, bad values and broken TOML in ./flowsync.toml exit 2 and say where."""
+    (tmp_path / "flowsync.toml").write_text(content)
+    result = flowsync("sync", env=flowsync_env(sim, f"sqlite:///{tmp_path / 'x.db'}"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert names in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_settings_come_from_the_file_when_nothing_overrides_them(
+    sim: SimulatorHandle, tmp_path: Path
+) -> None:
+    """A flowsync.toml holding every setting is enough to run a sync; a flag beats it."""
+    database = tmp_path / "from-file.db"
+    (tmp_path / "flowsync.toml").write_text(
+        f'database_url = "sqlite:///{database}"\nbase_url = "{sim.base_url}"\n'
+        f'api_key = "{sim.config.api_key}"\napi_secret = "{sim.config.api_secret}"\nflow_ids = [1, "3-4"]\n'
+    )
+    env = flowsync_env(None, None, None)
+    assert flowsync("db", "upgrade", env=env, cwd=tmp_path).returncode == 0
+    assert flowsync("sync", env=env, cwd=tmp_path).returncode == 0
+    assert sim.stats.requests == {"details": 3}
+    assert flowsync("sync", "--flow-ids", "2", env=env, cwd=tmp_path).returncode == 0
+    assert sim.stats.requests == {"details": 4}
+
+
+def test_sync_before_db_upgrade_exits_2_and_writes_nothing(sim: SimulatorHandle, database_url: str) -> None:
+    """On a database without flowsync's tables, `sync` says to run `flowsync db upgrade`."""
+    result = flowsync("sync", env=flowsync_env(sim, database_url))
+    assert result.returncode == 2
+    assert "flowsync db upgrade" in result.stderr
+    assert sim.stats.requests == {}
+    engine = create_engine(database_url)
+    try:
+        if not database_url.startswith("sqlite"):
+            assert sa.inspect(engine).get_table_names() == []
+        else:
+            assert not Path(database_url.removeprefix("sqlite:///")).exists()
+    finally:
+        engine.dispose()
+
+
+def test_exit_codes_follow_the_contract(sim: SimulatorHandle, database_url: str) -> None:
+    """0 all stored, 1 some flow failed, 1 account refused, 3 lock held; status and history read the result."""
+    env = flowsync_env(sim, database_url, "1-5")
+    upgrade = flowsync("db", "upgrade", env=env)
+    assert upgrade.returncode == 0, upgrade.stderr
+    assert flowsync("db", "upgrade", env=env).returncode == 0, "upgrade is safe to repeat"
+
+    ok = flowsync("sync", env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert re.search(r"run 1 ok in .*: 5 requested, 5 created", ok.stderr)
+
+    sim.faults.persist(2, Fault(FaultKind.EMPTY_BODY))
+    assert flowsync("sync", env=env).returncode == 1
+
+    sim.faults.set_account(Fault.api("-2"))
+    refused = flowsync("sync", env=env)
+    assert refused.returncode == 1
+    assert "-2" in refused.stderr
+    sim.faults.set_account(None)
+
+    engine = create_engine(database_url)
+    try:
+        with run_lock(engine):
+            locked = flowsync("sync", env=env)
+        assert locked.returncode == 3
+        assert "another flowsync run" in locked.stderr
+    finally:
+        engine.dispose()
+
+    status = flowsync("status", env=env)
+    assert status.returncode == 0, status.stderr
+    assert "partial" in status.stdout
+    assert "failed" in status.stdout
+    history = flowsync("history", "--flow-id", "2", env=env)
+    assert history.returncode == 0
+    assert "payload error" in history.stdout
+    assert "created" in history.stdout
+
+
+def test_the_secret_and_signatures_never_appear(sim: SimulatorHandle, database_url: str) -> None:
+    """Across failures at DEBUG level, neither the secret nor any Sign value is printed or stored."""
+    env = flowsync_env(sim, database_url, "1-6")
+    secret = sim.config.api_secret
+    started = int(time.time()) - 5
+    assert flowsync("db", "upgrade", env=env).returncode == 0
+    sim.faults.queue(1, Fault.api("-16"))
+    sim.faults.persist(2, Fault.http(500))
+    sim.faults.persist(3, Fault.html())
+    sim.faults.persist(4, Fault(FaultKind.RESET))
+    outputs = [flowsync("-v", "sync", env=env)]
+    sim.faults.set_account(Fault.api("-1"))
+    outputs.append(flowsync("-v", "sync", env=env))
+    outputs.append(flowsync("-v", "run", "--once", env=env))
+    outputs.append(flowsync("history", "--limit", "0", env=env))
+    outputs.append(flowsync("status", env=env))
+    signs = {
+        hashlib.md5(f"{sim.config.api_key}{secret}{t}".encode()).hexdigest()
+        for t in range(started - 120, int(time.time()) + 120)
+    }
+    text = "\n".join(o.stdout + o.stderr for o in outputs)
+    assert "flow 2" in text, "the failures were really exercised"
+    assert secret not in text
+    assert not [s for s in signs if s in text]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            for table in ("flows", "flow_nodes", "flow_history", "sync_runs"):
+                dump = repr(connection.exec_driver_sql(f"SELECT * FROM {table}").all())
+                assert secret not in dump
+                assert not [s for s in signs if s in dump]
+    finally:
+        engine.dispose()
+
+
+def test_python_dash_m_sync_is_the_same_command() -> None:
+    """`python -m sync --version` answers like `flowsync --version`."""
+    result = flowsync("--version", env=flowsync_env(None, None, None))
+    assert result.returncode == 0
+    assert result.stdout.startswith("flowsync, version")
