@@ -119,7 +119,7 @@ def test_sync_before_db_upgrade_exits_2_and_writes_nothing(sim: SimulatorHandle,
 
 
 def test_exit_codes_follow_the_contract(sim: SimulatorHandle, database_url: str) -> None:
-    """0 all stored, 1 some flow failed, 1 account refused, 3 lock held; status and history read the result."""
+    """0 all stored, 1 a flow failed, 1 account refused, 3 lock held; status and history read the result."""
     env = flowsync_env(sim, database_url, "1-5")
     upgrade = flowsync("db", "upgrade", env=env)
     assert upgrade.returncode == 0, upgrade.stderr
