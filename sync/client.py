@@ -18,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 
+import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
@@ -26,7 +27,6 @@ from tenacity.wait import wait_exponential_jitter
 
 from sync.errors import (
     AccountError,
-    ApiError,
     ClockSkewError,
     FlowRequestError,
     PayloadError,
@@ -36,8 +36,8 @@ from sync.payload import ApiFlow, Envelope, listed_flow_id, parse_envelope, pars
 from sync.signing import signed_headers
 
 ACCOUNT_HINTS = {
-    "-1": "account authentication failed: check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET",
-    "-2": "request IP not allowed: allow this host's address in the vendor's console",
+    "-1": ("account authentication failed", "check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET"),
+    "-2": ("request IP not allowed", "allow this host's address in the vendor's console"),
 }
 CLOCK_CODE = "-16"
 TRANSIENT_CODES = {"-18": "server-side system error"}
@@ -50,6 +50,26 @@ class Backoff:
     initial_s: float = 0.5
     max_s: float = 30.0
     retry_after_cap_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Scrubber:
+    """Masks what this request sent that must never be repeated (its Sign, the secret)."""
+
+    secrets: tuple[str, ...]
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    response: httpx.Response
+    envelope: Envelope
+    scrub: _Scrubber
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,10 +192,10 @@ class FlowApiClient:
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
     async def _signed_call(self, endpoint: str, flow_id: int | None) -> Envelope:
-        response, envelope = await self._attempt(endpoint, flow_id)
-        if envelope.status != CLOCK_CODE:
-            return self._classify(envelope, endpoint, flow_id)
-        server_time = _server_time(response)
+        answer = await self._attempt(endpoint, flow_id)
+        if answer.envelope.status != CLOCK_CODE:
+            return self._classify(answer, endpoint, flow_id)
+        server_time = _server_time(answer.response)
         if server_time is None:
             raise ClockSkewError(
                 "timestamp expired (-16) and the answer has no usable Date header to correct the clock",
@@ -184,32 +204,41 @@ class FlowApiClient:
                 code=CLOCK_CODE,
             )
         self.clock_offset_s = server_time - self._clock()
-        _, envelope = await self._attempt(endpoint, flow_id)
-        if envelope.status == CLOCK_CODE:
+        answer = await self._attempt(endpoint, flow_id)
+        if answer.envelope.status == CLOCK_CODE:
             raise ClockSkewError(
                 f"timestamp expired (-16) even after correcting the clock by {self.clock_offset_s:+.0f} s",
                 endpoint=endpoint,
                 flow_id=flow_id,
                 code=CLOCK_CODE,
             )
-        return self._classify(envelope, endpoint, flow_id)
+        return self._classify(answer, endpoint, flow_id)
 
-    async def _attempt(self, endpoint: str, flow_id: int | None) -> tuple[httpx.Response, Envelope]:
+    async def _attempt(self, endpoint: str, flow_id: int | None) -> _Answer:
         """Send one signed request and decode its envelope; HTTP-level failures raise."""
         timestamp = int(self._clock() + self.clock_offset_s)
         headers = signed_headers(self._api_key, self._api_secret, timestamp)
+        # Text the server sends back (reason, status phrase) could echo what we sent.
+        scrub = _Scrubber((headers["Sign"], self._api_secret.get_secret_value()))
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self._timeout_s):
                 response = await self._http.get(endpoint, headers=headers)
-        except (httpx.TransportError, TimeoutError) as exc:
+        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
             raise TransientError(
-                _network_problem(exc, self._timeout_s), endpoint=endpoint, flow_id=flow_id, kind="network"
+                scrub(_network_problem(exc, self._timeout_s)),
+                endpoint=endpoint,
+                flow_id=flow_id,
+                kind="network",
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise PayloadError(
+                "body does not match its Content-Encoding", endpoint=endpoint, flow_id=flow_id
             ) from exc
         status = response.status_code
         if status == 429 or status >= 500:
             raise TransientError(
-                f"HTTP {status} {response.reason_phrase}".rstrip(),
+                scrub(f"HTTP {status} {response.reason_phrase}".rstrip()),
                 endpoint=endpoint,
                 flow_id=flow_id,
                 code=str(status),
@@ -218,30 +247,29 @@ class FlowApiClient:
             )
         if status != 200:
             raise FlowRequestError(
-                f"HTTP {status} {response.reason_phrase}".rstrip(),
+                scrub(f"HTTP {status} {response.reason_phrase}".rstrip()),
                 endpoint=endpoint,
                 flow_id=flow_id,
                 code=str(status),
                 kind="http",
             )
         try:
-            return response, parse_envelope(response.content)
+            return _Answer(response, parse_envelope(response.content), scrub)
         except ValueError as exc:
             raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
 
-    def _classify(self, envelope: Envelope, endpoint: str, flow_id: int | None) -> Envelope:
+    def _classify(self, answer: _Answer, endpoint: str, flow_id: int | None) -> Envelope:
+        envelope = answer.envelope
         if envelope.ok:
             return envelope
         code = envelope.status
-        reason = (envelope.reason or "").strip()[:200]
-        detail = f"API status {code}" + (f" ({reason})" if reason else "")
-        error_type: type[ApiError]
+        reason = answer.scrub((envelope.reason or "").strip()[:200])
         if code in ACCOUNT_HINTS:
-            error_type, detail = AccountError, f"{detail}; {ACCOUNT_HINTS[code]}"
-        elif code in TRANSIENT_CODES:
-            error_type = TransientError
-        else:
-            error_type = FlowRequestError
+            meaning, hint = ACCOUNT_HINTS[code]
+            detail = f"API status {code} ({reason or meaning}); {hint}"
+            raise AccountError(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind="api")
+        detail = f"API status {code}" + (f" ({reason})" if reason else "")
+        error_type = TransientError if code in TRANSIENT_CODES else FlowRequestError
         raise error_type(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind="api")
 
     def _wait(self, state: RetryCallState) -> float:
@@ -258,7 +286,7 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -98,7 +98,7 @@ def describe_event(row: dict[str, Any]) -> list[str]:
     if event == "error":
         code = f" {row['error_code']}" if row.get("error_code") else ""
         return [
-            f"{subject}: {row.get('error_kind') or 'error'}{code} error: {row.get('error_message') or ''}"
+            f"{subject}: {row.get('error_kind') or 'unknown'} error{code}: {row.get('error_message') or ''}"
         ]
     if event == "created":
         return [f"{subject}: created with {_count(len(snapshot.get('nodes', [])), 'node')}"]

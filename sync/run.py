@@ -141,7 +141,7 @@ def _verdict(state: _RunState) -> tuple[str, str | None]:
     if state.run_error:
         return "failed", state.run_error
     if state.account_error:
-        return "failed", f"account-level error ended the run: {state.account_error}"
+        return "failed", f"the API refused the account, so the run stopped: {state.account_error.message}"
     if state.stopped:
         settled, requested = state.counts.settled, state.counts.requested
         return "failed", f"stopped by a signal after {settled} of {requested} flows"

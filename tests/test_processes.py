@@ -1,0 +1,153 @@
+"""Whole processes: the worker under signals, overlapping runs, and a run killed half-way."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from sync import migrate
+from sync.database import create_engine
+from sync.payload import parse_flow
+from sync.schema import flow_nodes, flows, sync_runs
+from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
+from sync.snapshot import normalize
+from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
+
+SLOW = Fault.delay(0.15)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    engine = create_engine(database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorHandle]:
+    with running_simulator(SimulatorConfig(flow_count=30, seed=3)) as handle:
+        yield handle
+
+
+def runs(engine: sa.Engine) -> list[dict[str, object]]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(sa.select(sync_runs).order_by(sync_runs.c.id))]
+
+
+def flow_count(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(sa.select(sa.func.count()).select_from(flows)) or 0)
+
+
+def assert_every_flow_whole(engine: sa.Engine, sim: SimulatorHandle) -> None:
+    """Each stored flow equals what the simulator served for it: no half-written flow."""
+    with engine.connect() as connection:
+        for row in connection.execute(sa.select(flows)):
+            nodes = connection.execute(
+                sa.select(flow_nodes)
+                .where(flow_nodes.c.flow_id == row.flow_id)
+                .order_by(flow_nodes.c.position)
+            )
+            stored = {
+                "flow_id": row.flow_id,
+                "name": row.name,
+                "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
+            }
+            served = sim.catalog.get(row.flow_id)
+            assert served is not None
+            assert stored == normalize(parse_flow(served)).as_json()
+            assert row.node_count == len(stored["nodes"])
+
+
+def test_sigterm_lets_the_worker_finish_the_flows_in_hand(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """SIGTERM mid-run: the fetched flows are written, the run is recorded as ended, exit 0."""
+    sim.faults.set_random(1.0, [SLOW])
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2", FLOWSYNC_INTERVAL="3600")
+    worker = start_flowsync("run", env=env)
+    try:
+        wait_for(lambda: flow_count(engine) >= 2, "the worker to store a few flows")
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    (run,) = runs(engine)
+    assert run["status"] == "failed"
+    assert run["finished_at"] is not None
+    assert "stopped by a signal" in str(run["error_message"])
+    assert 2 <= flow_count(engine) < 30
+    assert_every_flow_whole(engine, sim)
+    assert "received SIGTERM" in stderr
+
+
+def test_the_worker_keeps_its_schedule_after_a_failed_run(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """A run ended by an account error is logged; the next scheduled run succeeds; SIGINT exits 0."""
+    sim.faults.set_account(Fault.api("-1"))
+    env = flowsync_env(sim, database_url, "1-5", FLOWSYNC_INTERVAL="0.5")
+    worker = start_flowsync("run", env=env)
+    try:
+        wait_for(lambda: any(r["status"] == "failed" for r in runs(engine)), "a failed run")
+        sim.faults.set_account(None)
+        wait_for(lambda: any(r["status"] == "ok" for r in runs(engine)), "a later successful run")
+        worker.send_signal(signal.SIGINT)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "run 1 failed" in stderr
+    assert " ok in " in stderr
+    assert all(r["triggered_by"] == "schedule" for r in runs(engine))
+    assert all(r["finished_at"] is not None for r in runs(engine))
+
+
+def test_overlapping_runs_the_later_exits_3(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """While one `sync` runs, a second `sync` (or worker run) on the same database exits 3 at once."""
+    sim.faults.set_random(1.0, [Fault.delay(1.0)])  # long enough to outlast two more process starts
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="1")
+    first = start_flowsync("sync", env=env)
+    try:
+        wait_for(lambda: bool(runs(engine)), "the first run to start")
+        second = flowsync("sync", env=env)
+        assert second.returncode == 3, second.stderr
+        assert "nothing done" in second.stderr
+        once = flowsync("run", "--once", env=env)
+        assert once.returncode == 3
+        sim.faults.set_random(0.0, [])
+        _, stderr = first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert first.returncode == 0, stderr
+    assert [r["status"] for r in runs(engine)] == ["ok"]
+
+
+def test_a_killed_run_does_not_block_the_next(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """SIGKILL mid-run leaves whole flows and no lock; the next run completes and closes the dead one."""
+    sim.faults.set_random(1.0, [SLOW])
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2")
+    doomed = start_flowsync("sync", env=env)
+    try:
+        wait_for(lambda: flow_count(engine) >= 2, "the run to store a few flows")
+        doomed.kill()
+        doomed.communicate(timeout=30)
+    finally:
+        doomed.kill()
+    assert_every_flow_whole(engine, sim)
+    sim.faults.set_random(0.0, [])
+    result = flowsync("sync", env=env)
+    assert result.returncode == 0, result.stderr
+    killed, completed = runs(engine)
+    assert (killed["status"], completed["status"]) == ("failed", "ok")
+    assert flow_count(engine) == 30
+    assert_every_flow_whole(engine, sim)
