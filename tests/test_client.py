@@ -25,7 +25,6 @@ from contextlib import asynccontextmanager
 from email.utils import formatdate
 from typing import Any
 
-import aiohttp
 import httpx
 import pytest
 from pydantic import SecretStr
