@@ -70,7 +70,7 @@ def _optional_text(value: object) -> object:
     return value
 
 
-Number = Annotated[float, BeforeValidator(_strict_number)]
+Number = Annotated[float, BeforeValidator(_strict_number), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_strict_number)]
 
 
@@ -81,7 +81,7 @@ class Settings(BaseModel):
         frozen=True, extra="forbid", arbitrary_types_allowed=True, populate_by_name=True
     )
 
-    database_url: str = "sqlite:///flowsync.db"
+    database_url: str = Field(default="sqlite:///flowsync.db", repr=False)  # may hold a password
     base_url: str = "https://api.itniotech.com/otp"
     api_key: Annotated[str | None, BeforeValidator(_optional_text)] = None
     api_secret: Annotated[SecretStr | None, BeforeValidator(_optional_text)] = None

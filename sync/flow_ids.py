@@ -10,7 +10,8 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-_PART = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+_PART = re.compile(r"^\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?$")
+MAX_FLOW_ID = 2**63 - 1  # flows.flow_id is a signed 64-bit column
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,8 @@ def parse_flow_ids(value: str | int | Iterable[str | int]) -> FlowSelection:
             raise ValueError(f"{part.strip()!r}: flow IDs start at 1")
         if high < low:
             raise ValueError(f"{part.strip()!r}: the range ends before it starts")
+        if high > MAX_FLOW_ID:
+            raise ValueError(f"{part.strip()!r}: flow IDs are 64-bit (at most {MAX_FLOW_ID})")
         ranges.append((low, high))
     if not ranges:
         raise ValueError("no flow IDs given")

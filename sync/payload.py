@@ -23,7 +23,8 @@ MAX_NAME_CHARS = 255
 MAX_CHANNEL_CHARS = 32
 MAX_NODES = 10_000
 _INT64 = 2**63
-_NUMERIC = re.compile(r"[+-]?\d{1,19}")
+_NUMERIC = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() would also read "٣٠"
+MAX_STATUS_CHARS = 32  # flow_history.error_code
 
 
 def _api_int(value: object) -> int:
@@ -49,6 +50,10 @@ def _api_text(limit: int) -> BeforeValidator:
             raise ValueError(f"expected a string, got {_describe(value)}")
         if "\x00" in value:
             raise ValueError("contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("contains an unpaired surrogate") from None
         if len(value) > limit:
             raise ValueError(f"longer than {limit} characters ({len(value)})")
         return value
@@ -59,7 +64,21 @@ def _api_text(limit: int) -> BeforeValidator:
 def _status_text(value: object) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise ValueError(f"expected a status code, got {_describe(value)}")
-    return str(value).strip()
+    text = str(value).strip()
+    if len(text) > MAX_STATUS_CHARS:
+        raise ValueError(f"status code longer than {MAX_STATUS_CHARS} characters")
+    return text
+
+
+def _reason_text(value: object) -> str | None:
+    # The reason is only ever shown to people: a number or other scalar is still a usable reason.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates
+    if isinstance(value, int | float):
+        return str(value)
+    raise ValueError(f"expected a reason text, got {_describe(value)}")
 
 
 def _describe(value: object) -> str:
@@ -101,7 +120,7 @@ class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     status: Annotated[str, BeforeValidator(_status_text)]
-    reason: str | None = None
+    reason: Annotated[str | None, BeforeValidator(_reason_text)] = None
     data: Any = None
 
     @property
@@ -123,9 +142,12 @@ def parse_envelope(body: bytes) -> Envelope:
     if not body.strip():
         raise ValueError("empty body")
     try:
-        document = json.loads(body, object_pairs_hook=_refuse_duplicate_keys)
+        # Decode strictly first: json.loads(bytes) would guess UTF-16/32 and pass lone surrogates.
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ValueError("body is not UTF-8 text") from exc
+    try:
+        document = json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
     except json.JSONDecodeError as exc:
         start = body.lstrip()[:1]
         shape = "an HTML page" if start == b"<" else "not JSON"

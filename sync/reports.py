@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from sync.database import READ_ONLY
 from sync.schema import flow_history, flows, sync_runs
+from sync.snapshot import NODE_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,9 @@ def describe_change(change: dict[str, Any]) -> str:
 
 
 def _node_text(node: dict[str, Any]) -> str:
-    return "(" + ", ".join(f"{key} {_value(value)}" for key, value in node.items()) + ")"
+    # Column order, whatever order the database's JSON type kept the keys in (MySQL sorts them).
+    keys = [k for k in NODE_FIELDS if k in node] + sorted(k for k in node if k not in NODE_FIELDS)
+    return "(" + ", ".join(f"{key} {_value(node[key])}" for key in keys) + ")"
 
 
 def _value(value: Any) -> str:

@@ -85,7 +85,7 @@ def worker_trigger(interval_s: float, cron: str | None) -> BaseTrigger:
 
 
 def next_runs(trigger: BaseTrigger, now: datetime, count: int) -> list[datetime]:
-    """The next `count` fire times after `now` (for tests and for the worker's start-up log line)."""
+    """The next `count` fire times at or after `now` (for tests and for the worker's start-up log line)."""
     times: list[datetime] = []
     previous: datetime | None = None
     current = now
