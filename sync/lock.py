@@ -45,17 +45,39 @@ def lock_key(engine: Engine) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+class HeldLock:
+    """A lock this process holds; `verify` says whether it still does."""
+
+    def verify(self) -> None:
+        """Raise `StoreError` if the lock was lost (nothing can take a file lock from its holder)."""
+
+
+class _SessionLock(HeldLock):
+    """A server-side lock that lives exactly as long as one database session."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def verify(self) -> None:
+        # If the server ended the session (restart, killed connection), the lock went with it and
+        # another run may already hold it: this run must stop writing.
+        try:
+            self._connection.execute(sa.text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"lost the database session holding the run lock ({short_error(exc)})") from exc
+
+
 @contextlib.contextmanager
-def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[None]:
+def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[HeldLock]:
     """Hold the run lock of `engine`'s database; `LockHeld` if another run has it after `wait_s`."""
     backend = engine.url.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(engine.url)
         if path is None:  # an in-memory database belongs to one process anyway
-            yield
+            yield HeldLock()
             return
         with _file_lock(path.with_name(path.name + ".lock"), wait_s):
-            yield
+            yield HeldLock()
         return
     if backend not in ("postgresql", "mysql", "mariadb"):
         raise StoreError(f"no run lock is known for {backend}; use SQLite, PostgreSQL or MariaDB/MySQL")
@@ -69,7 +91,7 @@ def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[None]:
         else:
             _take_mysql_lock(connection, lock_name(engine), wait_s)
         try:
-            yield
+            yield _SessionLock(connection)
         finally:
             _release_server_lock(connection, backend, engine)
     finally:

@@ -43,13 +43,8 @@ def configure_logging(verbosity: int, secrets: list[str] | None = None) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # Request lines from httpx and APScheduler's per-job chatter would drown the one line per run.
-    for noisy in (
-        "httpx",
-        "httpcore",
-        "alembic",
-        "apscheduler.executors",
-        "apscheduler.scheduler",
-        "aiohttp.access",
-    ):
+    # Request lines from httpx would drown the one line per run.
+    for noisy in ("httpx", "httpcore", "alembic", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # APScheduler warns on every fire time that joins a waiting run; the worker reports what matters.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if verbosity > 0 else logging.ERROR)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,8 @@ from sync import store
 from sync.client import FlowApiClient
 from sync.errors import AccountError, ApiError, StoreError
 from sync.flow_ids import FlowSelection
-from sync.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
+from sync.lock import HeldLock
+from sync.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
 from sync.snapshot import normalize
 
 log = logging.getLogger(__name__)
@@ -93,6 +95,7 @@ async def run_sync(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], datetime] = utc_now,
+    lock: HeldLock | None = None,
 ) -> RunReport:
     """Run one sync and record it in `sync_runs`; never raises for API errors, only for lost databases."""
     progress = progress or NoProgress()
@@ -103,7 +106,7 @@ async def run_sync(
         log.warning("closed %d earlier run(s) that never finished as failed: %s", len(abandoned), abandoned)
     run_id = store.start_run(engine, clock(), triggered_by, str(selection))
     state = _RunState()
-    job = _Job(engine, client, run_id, state, stop, progress, clock)
+    job = _Job(engine, client, run_id, state, stop, progress, clock, lock or HeldLock())
     finished = False
     try:
         if selection.everything:
@@ -186,6 +189,7 @@ class _Job:
     stop: threading.Event
     progress: Progress
     clock: Callable[[], datetime]
+    lock: HeldLock
 
     async def sync_ids(self, flow_ids: Iterator[int], concurrency: int) -> None:
         """Fetch the given IDs, `concurrency` at a time, writing results as they arrive."""
@@ -257,12 +261,16 @@ class _Job:
                 await self._write(batch)
 
     async def _write(self, batch: Sequence[FetchResult]) -> None:
-        outcomes = await asyncio.to_thread(store.write_results, self.engine, self.run_id, self.clock(), batch)
+        outcomes = await asyncio.to_thread(self._write_batch, batch)
         self.state.counts.add(outcomes)
         for result in batch:
             if isinstance(result, Failed) and len(self.state.failures) < MAX_LOGGED_FAILURES:
                 self.state.failures.append(str(result.error))
         self.progress.advance(len(batch))
+
+    def _write_batch(self, batch: Sequence[FetchResult]) -> Counter[Outcome]:
+        self.lock.verify()  # never write once another run could hold the lock
+        return store.write_results(self.engine, self.run_id, self.clock(), batch)
 
     def _account_refused(self, error: AccountError) -> None:
         if self.state.account_error is None:

@@ -53,7 +53,7 @@ def sync_once(
     api_key, api_secret, selection = settings.require_api()
     stop = stop or threading.Event()
     check_ready(engine)
-    with run_lock(engine):
+    with run_lock(engine) as lock:
 
         async def sleep_unless_stopped(seconds: float) -> None:
             # A retry waiting out a long Retry-After must not hold up a SIGTERM.
@@ -82,6 +82,7 @@ def sync_once(
                     concurrency=settings.concurrency,
                     stop=stop,
                     progress=progress,
+                    lock=lock,
                 )
 
         return asyncio.run(fetch_and_write())

@@ -346,8 +346,8 @@ def _transaction(engine: Engine, *, read_only: bool = False, fatal_only: bool = 
         with target.begin() as connection:
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise StoreError(f"the database failed: {short_error(exc)}") from exc
+        raise StoreError(f"lost the connection or the server failed ({short_error(exc)})") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated or fatal_only:
-            raise StoreError(f"the database refused a write: {short_error(exc)}") from exc
+            raise StoreError(f"the server refused a statement ({short_error(exc)})") from exc
         raise

@@ -1,9 +1,11 @@
 """The long-running worker: APScheduler runs a sync at start, then on schedule.
 
-One job, one thread: `max_instances=1` so runs never overlap in this process
-(the run lock keeps other processes out), `coalesce=True` so runs missed while
-one was slow collapse into one, and `misfire_grace_time=None` so a late run is
-still run rather than silently dropped. A failed run is logged and the schedule
+One job on one thread, so runs never overlap in this process (the run lock keeps
+other processes out). `max_instances=2` lets one run wait behind the running one:
+every fire time that passes during a slow run collapses into that single waiting
+run, which starts as soon as the slow one ends, rather than being dropped until
+the next fire time. `coalesce=True` and `misfire_grace_time=None` do the same for
+runs missed while the process was suspended. A failed run is logged and the schedule
 goes on. `stop` (set by SIGTERM/SIGINT in the CLI) makes the running sync finish
 the flows already fetched and return, then the worker exits.
 """
@@ -46,7 +48,7 @@ def run_worker(
     scheduler = BackgroundScheduler(
         timezone=UTC,
         executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
     )
     scheduler.add_listener(_on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
     scheduler.add_job(
@@ -92,6 +94,6 @@ def _on_job_event(event: JobExecutionEvent) -> None:
     if event.code == EVENT_JOB_MISSED:
         log.warning("a scheduled run was missed (scheduled for %s)", event.scheduled_run_time)
     elif event.code == EVENT_JOB_MAX_INSTANCES:
-        log.warning("a scheduled run was skipped because the previous one is still running")
+        log.debug("a run is already waiting behind the current one; this fire time joins it")
     elif event.exception is not None:
         log.error("the scheduled job raised %s", type(event.exception).__name__)

@@ -13,6 +13,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -61,26 +62,51 @@ def server_admin_url(backend: str) -> str:
     return url
 
 
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL for an empty database of one backend, removed after the test."""
-    backend: str = request.param
+@contextmanager
+def fresh_database(backend: str, tmp_path: Path, name: str = "flowsync") -> Iterator[str]:
+    """A URL for an empty database of `backend`, dropped (or left in tmp_path) afterwards."""
     if backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'flowsync.db'}"
+        yield f"sqlite:///{tmp_path / f'{name}.db'}"
         return
     admin_url = database_url_for(server_admin_url(backend))
-    name = f"flowsync_test_{uuid.uuid4().hex[:12]}"
+    database = f"{name}_test_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         suffix = " CHARACTER SET utf8mb4 COLLATE utf8mb4_bin" if backend == "mariadb" else ""
-        connection.exec_driver_sql(f"CREATE DATABASE {name}{suffix}")
+        connection.exec_driver_sql(f"CREATE DATABASE {database}{suffix}")
     try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
+        yield admin_url.set(database=database).render_as_string(hide_password=False)
     finally:
         with admin.connect() as connection:
             force = " WITH (FORCE)" if backend == "postgresql" else ""
-            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+            connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {database}{force}")
         admin.dispose()
+
+
+def backend_of(url: str) -> str:
+    name = make_url(url).get_backend_name()
+    return "mariadb" if name in ("mysql", "mariadb") else name
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL for an empty database of one backend, removed after the test."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def other_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """A second empty database on the same backend (and server) as `database_url`."""
+    with fresh_database(backend_of(database_url), tmp_path, name="other") as url:
+        yield url
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b != "sqlite"])
+def server_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database on each database server, for behaviour only servers have (lost connections)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 def database_url_for(url: str) -> sa.URL:
