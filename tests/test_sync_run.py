@@ -375,3 +375,15 @@ def test_hostile_names_are_stored_unchanged(engine: Engine, sim: SimulatorHandle
     assert report.status == "ok"
     assert [f["name"] for f in rows(engine, flows, "flow_id")] == names
     assert [h["snapshot"]["name"] for h in rows(engine, flow_history, "id")] == names
+
+
+@pytest.mark.parametrize("offset_s", [600, -600, 3 * 3600])
+def test_a_server_clock_far_off_is_followed(
+    engine: Engine, sim: SimulatorHandle, database_url: str, offset_s: int
+) -> None:
+    """With the server's clock minutes or hours off, -16 leads to one re-signed request per flow at most."""
+    sim.faults.set_clock_offset(offset_s)
+    report = sync(settings_for(sim, database_url, "1-5"), engine)
+    assert (report.status, report.counts.created) == ("ok", 5)
+    assert sim.stats.requests["details"] <= 10
+    assert sim.stats.responses.get("-16", 0) <= 5

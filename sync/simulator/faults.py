@@ -98,6 +98,7 @@ class FaultPlan:
         self._rate = 0.0
         self._random_faults: tuple[Fault, ...] = ()
         self._random_on_list = False
+        self._clock_offset_s = 0.0
 
     def queue(self, target: int | Literal["list"], *faults: Fault) -> None:
         """Answer the next requests for `target` with these faults, one per request, in order."""
@@ -127,6 +128,16 @@ class FaultPlan:
             self._rate, self._random_faults, self._random_on_list = rate, tuple(faults), on_list
             if seed is not None:
                 self._rng.seed(seed)
+
+    def set_clock_offset(self, offset_s: float) -> None:
+        """Run the server's clock `offset_s` ahead (or behind, if negative) of the configured clock."""
+        with self._lock:
+            self._clock_offset_s = offset_s
+
+    @property
+    def clock_offset_s(self) -> float:
+        with self._lock:
+            return self._clock_offset_s
 
     def pending(self, target: int | Literal["list"]) -> int:
         """How many queued faults `target` has not used yet."""

@@ -144,7 +144,7 @@ class Simulator:
 
     def now(self) -> float:
         """The server's clock, in Unix seconds."""
-        return time.time() + self.config.clock_offset_s
+        return time.time() + self.config.clock_offset_s + self.faults.clock_offset_s
 
     def app(self) -> web.Application:
         app = web.Application()
