@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 from collections.abc import Iterator
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from sync import migrate
 from sync.database import create_engine
 from sync.payload import parse_flow
-from sync.schema import flow_nodes, flows, sync_runs
+from sync.schema import flow_history, flow_nodes, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.snapshot import normalize
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
@@ -151,3 +152,79 @@ def test_a_killed_run_does_not_block_the_next(
     assert (killed["status"], completed["status"]) == ("failed", "ok")
     assert flow_count(engine) == 30
     assert_every_flow_whole(engine, sim)
+
+
+def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """Killed anywhere in a run that changes every flow, each flow is the old or the new one, never a mix."""
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2")
+    assert flowsync("sync", env=env).returncode == 0
+    rng = random.Random(11)
+    for attempt in range(2):
+        old = {f: sim.catalog.get(f) for f in sim.catalog.ids()}
+        sim.catalog.mutate(1.0, rng)
+        new = {f: sim.catalog.get(f) for f in sim.catalog.ids()}
+        sim.faults.set_random(1.0, [Fault.delay(0.1)])
+        target = rng.randint(1, 20)
+        written_before = _events(engine)
+        doomed = start_flowsync("sync", env=env)
+        try:
+            wait_for(
+                lambda done=written_before + target: _events(engine) >= done,
+                f"{target} flows written",
+            )
+            doomed.kill()
+            doomed.communicate(timeout=30)
+        finally:
+            doomed.kill()
+        sim.faults.set_random(0.0, [])
+        for flow_id, stored in _stored_flows(engine).items():
+            candidates = [normalize(parse_flow(v)).as_json() for v in (old[flow_id], new[flow_id]) if v]
+            assert stored in candidates, f"attempt {attempt}: flow {flow_id} is neither old nor new"
+        result = flowsync("sync", env=env)
+        assert result.returncode == 0, result.stderr
+        assert_every_flow_whole(engine, sim)
+    assert [r["status"] for r in runs(engine)] == ["ok", "failed", "ok", "failed", "ok"]
+
+
+def test_sigterm_during_a_sync_records_the_run_and_exits_1(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """`flowsync sync` stopped by SIGTERM writes what it fetched, records a failed run, and exits 1."""
+    sim.faults.set_random(1.0, [SLOW])
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2")
+    run = start_flowsync("sync", env=env)
+    try:
+        wait_for(lambda: flow_count(engine) >= 2, "a few flows stored")
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=30)
+    finally:
+        run.kill()
+    assert run.returncode == 1, stderr
+    (recorded,) = runs(engine)
+    assert (recorded["status"], recorded["finished_at"] is not None) == ("failed", True)
+    assert "stopped by a signal" in str(recorded["error_message"])
+    assert_every_flow_whole(engine, sim)
+
+
+def _events(engine: sa.Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(sa.select(sa.func.count()).select_from(flow_history)) or 0)
+
+
+def _stored_flows(engine: sa.Engine) -> dict[int, dict[str, object]]:
+    with engine.connect() as connection:
+        stored = {}
+        for row in connection.execute(sa.select(flows)):
+            nodes = connection.execute(
+                sa.select(flow_nodes)
+                .where(flow_nodes.c.flow_id == row.flow_id)
+                .order_by(flow_nodes.c.position)
+            )
+            stored[row.flow_id] = {
+                "flow_id": row.flow_id,
+                "name": row.name,
+                "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
+            }
+        return stored
