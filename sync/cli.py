@@ -24,6 +24,7 @@ from sync.config import Settings, load_settings
 from sync.database import safe_url
 from sync.demo import run_demo
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
+from sync.flow_ids import MAX_FLOW_ID
 from sync.logs import configure_logging
 from sync.progress import progress_for
 from sync.render import flows_table, history_table, runs_table
@@ -56,6 +57,10 @@ def _errors_to_exit_codes() -> Iterator[None]:
         _fail(f"database error: {exc}", EXIT_FAILED)
     except FlowsyncError as exc:
         _fail(str(exc), EXIT_FAILED)
+    except Exception as exc:
+        # A bug, not an operator's mistake: one line by default, the traceback with -v.
+        log.debug("unexpected error", exc_info=True)
+        _fail(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for details)", EXIT_FAILED)
 
 
 class Context:
@@ -180,7 +185,9 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 @cli.command()
 @_database_option
 @click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100")
-@click.option("--runs", default=10, show_default=True, help="how many recent runs to show")
+@click.option(
+    "--runs", default=10, show_default=True, type=click.IntRange(min=1), help="how many recent runs"
+)
 @pass_context
 def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
     """The latest runs and every flow's sync state."""
@@ -196,9 +203,11 @@ def status(context: Context, /, *, database_url: str | None, show_all: bool, run
 
 @cli.command()
 @_database_option
-@click.option("--flow-id", type=int, help="only this flow")
-@click.option("--run-id", type=int, help="only this run")
-@click.option("--limit", default=50, show_default=True, help="how many events (0 for all)")
+@click.option("--flow-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this flow")
+@click.option("--run-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this run")
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(min=0), help="how many events (0: all)"
+)
 @pass_context
 def history(
     context: Context, /, *, database_url: str | None, flow_id: int | None, run_id: int | None, limit: int

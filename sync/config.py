@@ -112,8 +112,9 @@ class Settings(BaseModel):
     @field_validator("api_key")
     @classmethod
     def _api_key(cls, value: str | None) -> str | None:
-        if value is not None and (value != value.strip() or not value.isprintable()):
-            raise ValueError("must be printable text without surrounding spaces")
+        if value is not None and (value != value.strip() or not value.isprintable() or not value.isascii()):
+            # It travels in an HTTP header, which only carries ASCII.
+            raise ValueError("must be printable ASCII text without surrounding spaces")
         return value
 
     @field_validator("api_secret")

@@ -10,6 +10,9 @@ instead of failing the next run.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sync.errors import ConfigError, SchemaError, StoreError
 
 SQLITE_BUSY_TIMEOUT_S = 30
+CONNECT_TIMEOUT_S = 10
+STATEMENT_TIMEOUT_S = 300
 READ_ONLY = {"flowsync_read_only": True}
 
 # A bare scheme means the driver flowsync ships as an extra, not SQLAlchemy's older default.
@@ -41,9 +46,14 @@ def database_url(url: str) -> URL:
     return parsed
 
 
+_SECRET_QUERY_KEY = re.compile(r"pass|secret|token|key", re.IGNORECASE)
+
+
 def safe_url(url: str | URL) -> str:
-    """The URL with its password masked, for messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its password masked, for messages and logs (also `?password=` and the like)."""
+    parsed = make_url(url)
+    masked = {k: "hidden" if _SECRET_QUERY_KEY.search(k) else v for k, v in parsed.query.items()}
+    return parsed.set(query=masked).render_as_string(hide_password=True)
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -62,8 +72,23 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     options: dict[str, Any] = {"pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+        path = sqlite_path(parsed)
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError("database_url", f"the folder {path.parent} does not exist")
+    elif backend == "postgresql":
+        # A half-open connection must fail, not hang a run: bounded connect, TCP keepalives.
+        options["connect_args"] = {
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+        }
     elif backend in ("mysql", "mariadb"):
-        options["connect_args"] = {"charset": "utf8mb4"}
+        options["connect_args"] = {
+            "charset": "utf8mb4",
+            "connect_timeout": CONNECT_TIMEOUT_S,
+            "read_timeout": STATEMENT_TIMEOUT_S,
+            "write_timeout": STATEMENT_TIMEOUT_S,
+        }
     options.update(kwargs)
     try:
         engine = sa.create_engine(parsed, **options)
@@ -106,9 +131,16 @@ def schema_revisions(engine: Engine) -> set[str]:
     path = sqlite_path(engine.url)
     if path is not None and not path.exists():
         return set()  # do not let the check itself create an empty database file
+    with reading(engine) as connection:
+        return set(MigrationContext.configure(connection).get_current_heads())
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection (no write lock on SQLite); database failures become `StoreError`."""
     try:
-        with engine.connect() as connection:
-            return set(MigrationContext.configure(connection).get_current_heads())
+        with engine.connect().execution_options(**READ_ONLY) as connection:
+            yield connection
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot read the database at {safe_url(engine.url)}: {short_error(exc)}") from exc
 

@@ -82,11 +82,12 @@ def _reason_text(value: object) -> str | None:
 
 
 def _describe(value: object) -> str:
-    """A short description of a bad value that never echoes a long body back."""
+    """The type of a bad value, never the value: a body may echo what the request carried."""
     if value is None:
         return "null"
-    text = repr(value)
-    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return type(value).__name__
 
 
 ApiInt = Annotated[int, BeforeValidator(_api_int)]

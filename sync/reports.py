@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync.database import READ_ONLY
+from sync.database import reading
 from sync.schema import flow_history, flows, sync_runs
 from sync.snapshot import NODE_FIELDS
 
@@ -40,7 +40,7 @@ class HistoryEntry:
 
 def status(engine: Engine, *, runs: int = 10, flow_limit: int | None = 100) -> StatusReport:
     """The latest runs, and flows with problems first, then by ID."""
-    with engine.connect().execution_options(**READ_ONLY) as connection:
+    with reading(engine) as connection:
         run_rows = connection.execute(sa.select(sync_runs).order_by(sync_runs.c.id.desc()).limit(runs))
         states: dict[str, int] = dict(
             connection.execute(
@@ -74,7 +74,7 @@ def history(
         query = query.where(flow_history.c.run_id == run_id)
     if limit is not None:
         query = query.limit(limit)
-    with engine.connect().execution_options(**READ_ONLY) as connection:
+    with reading(engine) as connection:
         return [
             HistoryEntry(
                 id=row.id,

@@ -36,6 +36,26 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 MAX_LOGGED_FAILURES = 3
+STOP_POLL_S = 0.1
+# This many network failures in a row (after retries) mean the API is unreachable, not that each
+# flow is broken: the run stops instead of spending hours retrying every remaining flow.
+UNREACHABLE_AFTER = 20
+
+
+@dataclass
+class _FailureStreak:
+    """Consecutive fetches that failed on the network; any other outcome ends the streak."""
+
+    limit: int
+    count: int = 0
+
+    def add(self, error: ApiError) -> bool:
+        """Count `error`; True once the streak reaches the limit."""
+        self.count = self.count + 1 if error.kind == "network" else 0
+        return self.count >= self.limit
+
+    def reset(self) -> None:
+        self.count = 0
 
 
 def utc_now() -> datetime:
@@ -104,15 +124,16 @@ async def run_sync(
     abandoned = store.close_abandoned_runs(engine, clock())
     if abandoned:
         log.warning("closed %d earlier run(s) that never finished as failed: %s", len(abandoned), abandoned)
-    run_id = store.start_run(engine, clock(), triggered_by, str(selection))
+    requested = 0 if selection.everything else len(selection)
+    run_id = store.start_run(engine, clock(), triggered_by, str(selection), requested)
     state = _RunState()
-    job = _Job(engine, client, run_id, state, stop, progress, clock, lock or HeldLock())
+    job = _Job(engine, client, run_id, state, stop, progress, clock, lock or HeldLock(), concurrency)
     finished = False
     try:
+        state.counts.requested = requested
         if selection.everything:
             await job.sync_listing()
         else:
-            state.counts.requested = len(selection)
             await job.sync_ids(iter(selection), concurrency)
         if state.account_error is not None:
             error = state.account_error
@@ -145,8 +166,8 @@ def _verdict(state: _RunState) -> tuple[str, str | None]:
         return "failed", state.run_error
     if state.account_error:
         return "failed", f"the API refused the account, so the run stopped: {state.account_error.message}"
-    if state.stopped:
-        settled, requested = state.counts.settled, state.counts.requested
+    settled, requested = state.counts.settled, state.counts.requested
+    if state.stopped and settled < requested:
         return "failed", f"stopped by a signal after {settled} of {requested} flows"
     if state.counts.failed:
         return "partial", None
@@ -190,6 +211,12 @@ class _Job:
     progress: Progress
     clock: Callable[[], datetime]
     lock: HeldLock
+    concurrency: int = 1
+    _fetchers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    _network_failures: _FailureStreak = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._network_failures = _FailureStreak(max(UNREACHABLE_AFTER, 2 * self.concurrency))
 
     async def sync_ids(self, flow_ids: Iterator[int], concurrency: int) -> None:
         """Fetch the given IDs, `concurrency` at a time, writing results as they arrive."""
@@ -197,10 +224,33 @@ class _Job:
         queue: asyncio.Queue[FetchResult | None] = asyncio.Queue(maxsize=concurrency + BATCH_SIZE)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write_from(queue))
-            async with asyncio.TaskGroup() as fetchers:
-                for _ in range(concurrency):
-                    fetchers.create_task(self._fetch_into(flow_ids, queue))
+            self._fetchers = [
+                asyncio.create_task(self._fetch_into(flow_ids, queue)) for _ in range(concurrency)
+            ]
+            watcher = asyncio.create_task(self._cancel_fetchers_on_stop())
+            try:
+                outcomes = await asyncio.gather(*self._fetchers, return_exceptions=True)
+            finally:
+                watcher.cancel()
+                for fetcher in self._fetchers:
+                    fetcher.cancel()
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
             await queue.put(None)
+
+    async def _cancel_fetchers_on_stop(self) -> None:
+        """A stop signal cancels requests in flight (they are not written); fetched results still are."""
+        while not self.stop.is_set():
+            await asyncio.sleep(STOP_POLL_S)
+        self.state.stopped = True
+        self._cancel_fetchers()
+
+    def _cancel_fetchers(self) -> None:
+        current = asyncio.current_task()
+        for fetcher in self._fetchers:
+            if fetcher is not current:
+                fetcher.cancel()
 
     async def sync_listing(self) -> None:
         """`all` mode: one `/flow/list` request, then deletions for flows it no longer lists."""
@@ -222,6 +272,7 @@ class _Job:
         results += [Gone(flow_id) for flow_id in missing]
         self.state.counts.requested = len(results)
         self.progress.start(len(results))
+        await asyncio.to_thread(store.set_requested, self.engine, self.run_id, len(results))
         for start in range(0, len(results), BATCH_SIZE):
             if self.stop.is_set():
                 self.state.stopped = True
@@ -231,11 +282,6 @@ class _Job:
     async def _fetch_into(self, flow_ids: Iterator[int], queue: asyncio.Queue[FetchResult | None]) -> None:
         # All fetchers share one iterator: each takes the next ID when it is free.
         for flow_id in flow_ids:
-            if self.state.account_error is not None:
-                return
-            if self.stop.is_set():
-                self.state.stopped = True
-                return
             try:
                 flow = await self.client.flow_details(flow_id)
             except AccountError as exc:
@@ -243,7 +289,11 @@ class _Job:
                 return
             except ApiError as exc:
                 await queue.put(Failed(flow_id, exc))
+                if self._network_failures.add(exc):
+                    self._unreachable(exc)
+                    return
                 continue
+            self._network_failures.reset()
             await queue.put(Gone(flow_id) if flow is None else Fetched(flow_id, normalize(flow)))
 
     async def _write_from(self, queue: asyncio.Queue[FetchResult | None]) -> None:
@@ -273,6 +323,17 @@ class _Job:
         return store.write_results(self.engine, self.run_id, self.clock(), batch)
 
     def _account_refused(self, error: AccountError) -> None:
+        """The account is refused: no request may follow, so every other fetch is cancelled at once."""
         if self.state.account_error is None:
             self.state.account_error = error
             log.error("run %d stopped: %s", self.run_id, error)
+        self._cancel_fetchers()
+
+    def _unreachable(self, error: ApiError) -> None:
+        if self.state.run_error is None:
+            self.state.run_error = (
+                f"stopped after {self._network_failures.count} network failures in a row; "
+                f"the API looks unreachable (last: {error.message})"
+            )
+            log.error("run %d stopped: %s", self.run_id, self.state.run_error)
+        self._cancel_fetchers()

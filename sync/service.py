@@ -7,6 +7,7 @@ a sync checks the schema, takes the run lock and builds the client the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from sync.database import check_schema, create_engine
 from sync.lock import run_lock
 from sync.run import Progress, RunReport, run_sync
 
-STOP_POLL_S = 0.2
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -51,16 +52,10 @@ def sync_once(
 ) -> RunReport:
     """One complete run: check the schema, take the lock, fetch and write, release."""
     api_key, api_secret, selection = settings.require_api()
+    _warn_if_plaintext(settings.base_url)
     stop = stop or threading.Event()
     check_ready(engine)
     with run_lock(engine) as lock:
-
-        async def sleep_unless_stopped(seconds: float) -> None:
-            # A retry waiting out a long Retry-After must not hold up a SIGTERM.
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + seconds
-            while not stop.is_set() and (remaining := deadline - loop.time()) > 0:
-                await asyncio.sleep(min(STOP_POLL_S, remaining))
 
         async def fetch_and_write() -> RunReport:
             async with FlowApiClient(
@@ -72,7 +67,6 @@ def sync_once(
                 max_connections=settings.concurrency,
                 transport=transport,
                 backoff=backoff,
-                sleep=sleep_unless_stopped,
             ) as client:
                 return await run_sync(
                     engine,
@@ -86,3 +80,12 @@ def sync_once(
                 )
 
         return asyncio.run(fetch_and_write())
+
+
+def _warn_if_plaintext(base_url: str) -> None:
+    """Plain HTTP is fine on loopback (the simulator); anywhere else the Sign could be replayed."""
+    url = httpx.URL(base_url)
+    if url.scheme == "http" and url.host not in ("localhost", "127.0.0.1", "::1"):
+        log.warning(
+            "the API base URL %s is plain HTTP: requests and their signatures travel unencrypted", url
+        )

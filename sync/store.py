@@ -61,7 +61,7 @@ def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
     return ids
 
 
-def start_run(engine: Engine, now: datetime, triggered_by: str, selection: str) -> int:
+def start_run(engine: Engine, now: datetime, triggered_by: str, selection: str, requested: int) -> int:
     with _transaction(engine) as connection:
         result = connection.execute(
             sync_runs.insert().values(
@@ -71,13 +71,21 @@ def start_run(engine: Engine, now: datetime, triggered_by: str, selection: str) 
                 flow_selection=selection,
                 worker_host=socket.gethostname()[:255],
                 worker_pid=os.getpid(),
-                **RunCounts().as_columns(),
+                **RunCounts(requested=requested).as_columns(),
             )
         )
         run_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if run_id is None:  # pragma: no cover - every supported dialect returns the new key
         raise StoreError("the database did not return the new run's id")
     return int(run_id)
+
+
+def set_requested(engine: Engine, run_id: int, requested: int) -> None:
+    """Record how many flows an `all` run settles, once the listing has said."""
+    with _transaction(engine) as connection:
+        connection.execute(
+            sync_runs.update().where(sync_runs.c.id == run_id).values(flows_requested=requested)
+        )
 
 
 def finish_run(
@@ -150,7 +158,18 @@ def _write(
     for result in results:
         plan.add(result)
     plan.execute(connection)
+    _count_into_run(connection, run_id, plan.outcomes)
     return plan.outcomes
+
+
+def _count_into_run(connection: Connection, run_id: int, outcomes: Counter[Outcome]) -> None:
+    """Add a batch's outcomes to its run row in the same transaction: a killed run's counts stay exact."""
+    batch = RunCounts()
+    batch.add(outcomes)
+    columns = {name: sync_runs.c[name] + value for name, value in batch.as_columns().items() if value}
+    columns.pop("flows_requested", None)
+    if columns:
+        connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(columns))
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -40,6 +42,11 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
     [
         (["sync"], {"FLOWSYNC_API_KEY": ""}, "FLOWSYNC_API_KEY"),
         (["sync"], {"FLOWSYNC_API_SECRET": ""}, "FLOWSYNC_API_SECRET"),
+        (["sync"], {"FLOWSYNC_API_KEY": "clé"}, "FLOWSYNC_API_KEY"),
+        (["db", "upgrade"], {"FLOWSYNC_DATABASE_URL": "sqlite:////no/such/folder/x.db"}, "does not exist"),
+        (["history", "--limit", "-1"], {}, "--limit"),
+        (["status", "--runs", "0"], {}, "--runs"),
+        (["history", "--flow-id", "99999999999999999999"], {}, "--flow-id"),
         (["sync"], {"FLOWSYNC_FLOW_IDS": ""}, "FLOWSYNC_FLOW_IDS"),
         (["sync", "--concurrency", "many"], {}, "--concurrency"),
         (["sync"], {"FLOWSYNC_CONCURRENCY": "0"}, "FLOWSYNC_CONCURRENCY"),
@@ -192,8 +199,14 @@ def test_the_secret_and_signatures_never_appear(sim: SimulatorHandle, database_u
         engine.dispose()
 
 
-def test_python_dash_m_sync_is_the_same_command() -> None:
-    """`python -m sync --version` answers like `flowsync --version`."""
-    result = flowsync("--version", env=flowsync_env(None, None, None))
-    assert result.returncode == 0
-    assert result.stdout.startswith("flowsync, version")
+def test_the_console_script_and_python_dash_m_are_the_same_command() -> None:
+    """The installed `flowsync` script and `python -m sync` give the same answers."""
+    script = Path(sys.executable).parent / "flowsync"
+    env = flowsync_env(None, None, None)
+    by_module = flowsync("--version", env=env)
+    by_script = subprocess.run(
+        [str(script), "--version"], env=env, capture_output=True, text=True, check=False
+    )
+    assert by_module.returncode == by_script.returncode == 0
+    assert by_module.stdout == by_script.stdout
+    assert by_script.stdout.startswith("flowsync, version")

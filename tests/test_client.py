@@ -1041,3 +1041,34 @@ def test_closed_client_sends_nothing(sim: SimulatorHandle) -> None:
 
     asyncio.run(use())
     assert sim.stats.requests == {}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{{"status": ["{sign}"]}}',
+        '{{"status": "0", "data": {{"flowId": 1, "name": "x", "flow": [{{"waitingTime": "{sign}"}}]}}}}',
+        '{{"status": "-22", "reason": "bad sign {sign}"}}',
+    ],
+)
+def test_an_echoed_sign_never_reaches_an_error_message(body: str) -> None:
+    """A body that repeats the request's Sign produces an error that does not contain it."""
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Sign"])
+        return httpx.Response(200, content=body.format(sign=request.headers["Sign"]).encode())
+
+    async def fetch() -> ApiError:
+        client = FlowApiClient(
+            "https://api.example.test/otp", "key", SecretStr("s3cr3t"), transport=httpx.MockTransport(handler)
+        )
+        async with client:
+            with pytest.raises(ApiError) as caught:
+                await client.flow_details(1)
+            return caught.value
+
+    error = asyncio.run(fetch())
+    assert sent
+    assert sent[0] not in str(error)
+    assert "s3cr3t" not in str(error)

@@ -150,6 +150,13 @@ def test_a_killed_run_does_not_block_the_next(
     assert result.returncode == 0, result.stderr
     killed, completed = runs(engine)
     assert (killed["status"], completed["status"]) == ("failed", "ok")
+    with engine.connect() as connection:
+        written = connection.scalar(
+            sa.select(sa.func.count()).where(
+                flow_history.c.run_id == killed["id"], flow_history.c.event == "created"
+            )
+        )
+    assert killed["flows_created"] == written >= 2, "a killed run's counts match what it wrote"
     assert flow_count(engine) == 30
     assert_every_flow_whole(engine, sim)
 

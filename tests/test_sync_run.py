@@ -330,6 +330,7 @@ def test_a_stop_request_finishes_the_flows_in_hand(
         def finish(self) -> None:
             pass
 
+    sim.faults.set_random(1.0, [Fault.delay(0.05)])
     settings = settings_for(sim, database_url, "1-20", concurrency=1)
     report = sync(settings, engine, stop=stop, progress=StopAfterFirstBatch())
     assert report.status == "failed"
@@ -387,3 +388,61 @@ def test_a_server_clock_far_off_is_followed(
     assert (report.status, report.counts.created) == ("ok", 5)
     assert sim.stats.requests["details"] <= 10
     assert sim.stats.responses.get("-16", 0) <= 5
+
+
+def test_an_account_error_cancels_fetches_still_retrying(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """Once -1 arrives, flows waiting to retry are dropped: no further request, no error rows for them."""
+    for flow_id in range(2, 9):
+        sim.faults.persist(flow_id, Fault.http(503))
+    sim.faults.persist(1, Fault.api("-1"))
+    settings = settings_for(sim, database_url, "1-20", concurrency=8, retries=3)
+    slow_retries = Backoff(initial_s=0.5, max_s=1.0, retry_after_cap_s=1.0)
+    report = service.sync_once(settings, engine, triggered_by="manual", backoff=slow_retries)
+    assert report.status == "failed"
+    assert sim.stats.requests["details"] <= 8
+    events = [(h["event"], h["flow_id"], h["error_code"]) for h in rows(engine, flow_history, "id")]
+    assert events == [("error", None, "-1")]
+
+
+def test_a_stop_during_retries_records_no_failures(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """A stop while flows wait out Retry-After cancels them: no burst of retries, no error rows."""
+    stop = threading.Event()
+    for flow_id in range(1, 21):
+        sim.faults.persist(flow_id, Fault.http(429, retry_after=60))
+
+    class StopWhenStarted:
+        def start(self, total: int | None) -> None:
+            stop.set()
+
+        def advance(self, count: int) -> None:
+            pass
+
+        def finish(self) -> None:
+            pass
+
+    settings = settings_for(sim, database_url, "1-20", concurrency=4)
+    patient = Backoff(initial_s=1, max_s=60, retry_after_cap_s=60)
+    report = service.sync_once(
+        settings, engine, triggered_by="manual", backoff=patient, stop=stop, progress=StopWhenStarted()
+    )
+    assert report.status == "failed"
+    assert "stopped by a signal" in (report.error_message or "")
+    assert sim.stats.requests.get("details", 0) <= 4
+    assert rows(engine, flow_history) == []
+
+
+def test_an_unreachable_api_ends_the_run_early(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """When nothing answers, the run stops after a streak of network failures instead of trying every flow."""
+    closed_port = settings_for(sim, database_url, "1-500", base_url="http://127.0.0.1:9/otp", retries=0)
+    report = sync(closed_port, engine)
+    assert report.status == "failed"
+    assert "unreachable" in (report.error_message or "")
+    assert 20 <= report.counts.failed < 100
+    (run,) = rows(engine, sync_runs)
+    assert run["flows_failed"] == report.counts.failed
