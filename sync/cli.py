@@ -21,7 +21,7 @@ from rich.console import Console
 
 from sync import __version__, migrate, reports, service
 from sync.config import Settings, load_settings
-from sync.database import safe_url
+from sync.database import safe_url, schema_revisions
 from sync.demo import run_demo
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.flow_ids import MAX_FLOW_ID
@@ -131,8 +131,16 @@ def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
         with service.database(settings) as engine:
+            before = schema_revisions(engine)
             migrate.upgrade(engine)
-        click.echo(f"database {safe_url(settings.database_url)} is at the latest schema", err=True)
+            after = schema_revisions(engine)
+        where, now_at = safe_url(settings.database_url), ", ".join(sorted(after))
+        if before == after:
+            click.echo(f"database {where} was already at the latest schema ({now_at})", err=True)
+        elif not before:
+            click.echo(f"database {where}: created flowsync's tables (schema {now_at})", err=True)
+        else:
+            click.echo(f"database {where}: upgraded schema {', '.join(sorted(before))} -> {now_at}", err=True)
 
 
 @cli.command()

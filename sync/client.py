@@ -313,5 +313,8 @@ def _network_problem(exc: BaseException, timeout_s: float) -> str:
     cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
     if isinstance(cause, TimeoutError | httpx.TimeoutException):
         return f"no answer within {timeout_s:g} s ({type(cause).__name__})"
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        reason = cause.os_error.strerror or str(cause.os_error)
+        return f"connection failed (cannot connect to {cause.host}:{cause.port}: {reason})"
     detail = " ".join(str(cause).split())[:200]
     return f"connection failed ({type(cause).__name__}{': ' + detail if detail else ''})"

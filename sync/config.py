@@ -174,9 +174,11 @@ def load_settings(
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors(include_input=False, include_url=False)[0]
+        error = exc.errors(include_url=False)[0]
         name = str(error["loc"][0]) if error["loc"] else "configuration"
         message = str(error["msg"]).removeprefix("Value error, ")
+        if name not in ("api_secret", "database_url") and isinstance(error.get("input"), str | int | float):
+            message += f" (got {error['input']!r})"  # never for the secret or a URL that may hold a password
         raise ConfigError(origin.get(name, name), message) from None
 
 

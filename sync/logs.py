@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 
+MIN_REDACTED_CHARS = 4
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -18,7 +19,8 @@ class Redactor(logging.Filter):
 
     def __init__(self, secrets: list[str]) -> None:
         super().__init__()
-        self._secrets = [s for s in secrets if s]
+        # A secret of a few characters would turn every log line into asterisks and protect nothing.
+        self._secrets = [s for s in secrets if len(s) >= MIN_REDACTED_CHARS]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self._secrets:

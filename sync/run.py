@@ -326,7 +326,7 @@ class _Job:
         """The account is refused: no request may follow, so every other fetch is cancelled at once."""
         if self.state.account_error is None:
             self.state.account_error = error
-            log.error("run %d stopped: %s", self.run_id, error)
+            log.error("run %d stopped: the API refused the account: %s", self.run_id, error.message)
         self._cancel_fetchers()
 
     def _unreachable(self, error: ApiError) -> None:
