@@ -70,6 +70,7 @@ CLIENT_TIMEOUT_S = 1.0
 class SoakReport:
     runs: int = 0
     run_statuses: Counter[str] = field(default_factory=Counter)
+    failed_because: Counter[str] = field(default_factory=Counter)
     requests: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
     flows_written: int = 0
@@ -80,6 +81,7 @@ class SoakReport:
     def lines(self) -> list[str]:
         return [
             f"runs: {self.runs} ({_listing(self.run_statuses)})",
+            f"failed runs: {_listing(self.failed_because)}",
             f"requests: {sum(self.requests.values())} ({_listing(self.requests)})",
             f"faults injected: {sum(self.faults.values())} ({_listing(self.faults)})",
             f"flows written: {self.flows_written} (events: {_listing(self.events)})",
@@ -108,6 +110,8 @@ def soak(database_url: str, *, runs: int, flows_count: int, fault_rate: float, s
                 settings = _settings(sim, database_url, all_flows=number % 4 == 3)
                 result = service.sync_once(settings, engine, triggered_by="schedule", backoff=FAST)
                 report.run_statuses[result.status] += 1
+                if result.status == "failed":
+                    report.failed_because[(result.error_message or "").split(":")[0]] += 1
                 sim.faults.set_account(None)
             report.runs = runs
             report.requests = sim.stats.requests
