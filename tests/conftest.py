@@ -144,3 +144,20 @@ def settings_for(
     }
     values.update(extra)
     return Settings.model_validate(values)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many tests ran on each database, so a CI log shows the servers were really used."""
+    ran: dict[str, int] = dict.fromkeys(BACKENDS, 0)
+    skipped: dict[str, int] = dict.fromkeys(BACKENDS, 0)
+    for outcome, counts in (("passed", ran), ("failed", ran), ("skipped", skipped)):
+        for report in terminalreporter.stats.get(outcome, []):
+            for backend in BACKENDS:
+                if (
+                    f"[{backend}" in report.nodeid
+                    or f"-{backend}]" in report.nodeid
+                    or f"-{backend}-" in report.nodeid
+                ):
+                    counts[backend] += 1
+    summary = ", ".join(f"{b} {ran[b]} ran / {skipped[b]} skipped" for b in BACKENDS)
+    terminalreporter.write_line(f"database variants: {summary}")
