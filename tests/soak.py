@@ -32,10 +32,11 @@ from sync.database import create_engine
 from sync.diff import apply_changes
 from sync.flow_ids import ALL, parse_flow_ids
 from sync.payload import parse_flow
-from sync.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.simulator.catalog import random_flow
 from sync.snapshot import from_json, normalize
+from tests.tables import stored_snapshots
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
@@ -173,6 +174,7 @@ def _compare_with_served(engine: sa.Engine, served: dict[int, dict[str, Any] | N
     problems = []
     with engine.connect() as connection:
         stored = {row.flow_id: row for row in connection.execute(sa.select(flows))}
+        snapshots = stored_snapshots(connection)
         for flow_id, flow in sorted(served.items()):
             row = stored.get(flow_id)
             if flow is None:
@@ -184,23 +186,9 @@ def _compare_with_served(engine: sa.Engine, served: dict[int, dict[str, Any] | N
                 problems.append(f"flow {flow_id}: served but not stored")
             elif row.sync_state == "deleted":
                 problems.append(f"flow {flow_id}: served last, stored as deleted")
-            elif _stored_snapshot(connection, flow_id) != expected.as_json() or row.content_hash != (
-                expected.content_hash
-            ):
+            elif snapshots[flow_id] != expected.as_json() or row.content_hash != expected.content_hash:
                 problems.append(f"flow {flow_id}: stored configuration differs from the last one served")
     return problems
-
-
-def _stored_snapshot(connection: sa.Connection, flow_id: int) -> dict[str, Any]:
-    name = connection.scalar(sa.select(flows.c.name).where(flows.c.flow_id == flow_id))
-    nodes = connection.execute(
-        sa.select(flow_nodes).where(flow_nodes.c.flow_id == flow_id).order_by(flow_nodes.c.position)
-    )
-    return {
-        "flow_id": flow_id,
-        "name": name,
-        "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
-    }
 
 
 def _replay_history(engine: sa.Engine) -> list[str]:
@@ -229,13 +217,12 @@ def _replay_history(engine: sa.Engine) -> list[str]:
             elif event.event == "deleted":
                 state[event.flow_id] = (previous, True)
         stored = {row.flow_id: row for row in connection.execute(sa.select(flows))}
+        snapshots = stored_snapshots(connection)
         for flow_id, row in stored.items():
             snapshot, deleted = state.get(flow_id, (None, False))
             if snapshot is None:
                 problems.append(f"flow {flow_id}: stored, but history never created it")
-            elif snapshot != _stored_snapshot(connection, flow_id) or deleted != (
-                row.sync_state == "deleted"
-            ):
+            elif snapshot != snapshots[flow_id] or deleted != (row.sync_state == "deleted"):
                 problems.append(f"flow {flow_id}: history does not replay to the stored state")
         problems += [f"flow {f}: history has events but no flows row" for f in state.keys() - stored.keys()]
     return problems

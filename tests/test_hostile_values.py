@@ -12,7 +12,8 @@ from sqlalchemy.engine import Engine
 from sync.schema import flow_history, flows
 from sync.simulator import SimulatorHandle
 from tests.conftest import settings_for
-from tests.test_sync_run import rows, served_snapshot, stored_snapshot, sync
+from tests.tables import served_snapshot, stored_snapshot
+from tests.test_sync_run import rows, sync
 
 NODE = {"waitingTime": 30, "status": 1, "channel": "sms", "channelCut": 0}
 

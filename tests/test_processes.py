@@ -9,23 +9,14 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from sync import migrate
-from sync.database import create_engine
 from sync.payload import parse_flow
-from sync.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.snapshot import normalize
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
+from tests.tables import assert_every_flow_whole, stored_snapshots
 
 SLOW = Fault.delay(0.15)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
@@ -42,26 +33,6 @@ def runs(engine: sa.Engine) -> list[dict[str, object]]:
 def flow_count(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         return int(connection.scalar(sa.select(sa.func.count()).select_from(flows)) or 0)
-
-
-def assert_every_flow_whole(engine: sa.Engine, sim: SimulatorHandle) -> None:
-    """Each stored flow equals what the simulator served for it: no half-written flow."""
-    with engine.connect() as connection:
-        for row in connection.execute(sa.select(flows)):
-            nodes = connection.execute(
-                sa.select(flow_nodes)
-                .where(flow_nodes.c.flow_id == row.flow_id)
-                .order_by(flow_nodes.c.position)
-            )
-            stored = {
-                "flow_id": row.flow_id,
-                "name": row.name,
-                "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
-            }
-            served = sim.catalog.get(row.flow_id)
-            assert served is not None
-            assert stored == normalize(parse_flow(served)).as_json()
-            assert row.node_count == len(stored["nodes"])
 
 
 def test_sigterm_lets_the_worker_finish_the_flows_in_hand(
@@ -186,7 +157,9 @@ def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
         finally:
             doomed.kill()
         sim.faults.set_random(0.0, [])
-        for flow_id, stored in _stored_flows(engine).items():
+        with engine.connect() as connection:
+            stored_now = stored_snapshots(connection)
+        for flow_id, stored in stored_now.items():
             candidates = [normalize(parse_flow(v)).as_json() for v in (old[flow_id], new[flow_id]) if v]
             assert stored in candidates, f"attempt {attempt}: flow {flow_id} is neither old nor new"
         result = flowsync("sync", env=env)
@@ -218,20 +191,3 @@ def test_sigterm_during_a_sync_records_the_run_and_exits_1(
 def _events(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         return int(connection.scalar(sa.select(sa.func.count()).select_from(flow_history)) or 0)
-
-
-def _stored_flows(engine: sa.Engine) -> dict[int, dict[str, object]]:
-    with engine.connect() as connection:
-        stored = {}
-        for row in connection.execute(sa.select(flows)):
-            nodes = connection.execute(
-                sa.select(flow_nodes)
-                .where(flow_nodes.c.flow_id == row.flow_id)
-                .order_by(flow_nodes.c.position)
-            )
-            stored[row.flow_id] = {
-                "flow_id": row.flow_id,
-                "name": row.name,
-                "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
-            }
-        return stored

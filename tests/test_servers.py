@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,17 +18,10 @@ from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, running_simulator
 from tests.conftest import backend_of, database_url_for, server_admin_url
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
-from tests.test_processes import assert_every_flow_whole, flow_count
+from tests.tables import assert_every_flow_whole
+from tests.test_processes import flow_count
 
 ROLES = Path(__file__).resolve().parent.parent / "docs" / "roles"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def test_two_databases_on_one_server_do_not_share_a_lock(database_url: str, other_database_url: str) -> None:

@@ -117,7 +117,11 @@ def test_timestamp_must_be_within_the_window(
     assert api_status(client.get("/flow/details/1", headers=headers)) == expected
 
 
-@pytest.mark.parametrize("timestamp", [str(int(time.time() * 1000)), f"{time.time():.3f}", "now", ""])
+@pytest.mark.parametrize(
+    "timestamp",
+    [str(int(time.time() * 1000)), f"{time.time():.3f}", "now", ""],
+    ids=["milliseconds", "fractional", "word", "empty"],  # stable ids: xdist workers must collect alike
+)
 def test_timestamp_must_be_decimal_seconds(
     sim: SimulatorHandle, client: httpx.Client, timestamp: str
 ) -> None:

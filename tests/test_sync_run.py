@@ -20,12 +20,11 @@ from sync.config import Settings
 from sync.database import create_engine
 from sync.errors import LockHeld, SchemaError
 from sync.lock import run_lock
-from sync.payload import parse_flow
 from sync.run import RunReport
-from sync.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, FaultKind, SimulatorHandle
-from sync.snapshot import normalize
 from tests.conftest import settings_for
+from tests.tables import served_snapshot, stored_snapshot
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
@@ -38,26 +37,6 @@ def rows(engine: Engine, table: sa.Table, *order: str) -> list[dict[str, Any]]:
     with engine.connect() as connection:
         query = sa.select(table).order_by(*(table.c[name] for name in order or [table.c.keys()[0]]))
         return [dict(row._mapping) for row in connection.execute(query)]
-
-
-def stored_snapshot(engine: Engine, flow_id: int) -> dict[str, Any]:
-    """The configuration the database holds for one flow, in the contract's snapshot form."""
-    with engine.connect() as connection:
-        name = connection.scalar(sa.select(flows.c.name).where(flows.c.flow_id == flow_id))
-        nodes = connection.execute(
-            sa.select(flow_nodes).where(flow_nodes.c.flow_id == flow_id).order_by(flow_nodes.c.position)
-        )
-        return {
-            "flow_id": flow_id,
-            "name": name,
-            "nodes": [{k: v for k, v in n._mapping.items() if k != "flow_id"} for n in nodes],
-        }
-
-
-def served_snapshot(sim: SimulatorHandle, flow_id: int) -> dict[str, Any]:
-    flow = sim.catalog.get(flow_id)
-    assert flow is not None
-    return normalize(parse_flow(flow)).as_json()
 
 
 @contextmanager
