@@ -242,6 +242,9 @@ def history(
 def demo(context: Context, /, *, directory: Path) -> None:
     """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
     configure_logging(context.verbosity - 1)
+    if context.verbosity <= 0:
+        # The tour prints each run's outcome itself; the runs' own log lines would say it twice.
+        logging.getLogger("sync.run").setLevel(logging.CRITICAL)
     with _errors_to_exit_codes():
         run_demo(directory, _stdout_console())
 
