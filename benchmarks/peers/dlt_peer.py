@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import json
 import os
 import threading
@@ -31,6 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from sync import signing
 from sync.flow_ids import parse_flow_ids
 
 API_KEY, API_SECRET = "demo-key", "demo-secret"
@@ -38,14 +40,8 @@ PIPELINE_NAME = "flowsync_bench_dlt"
 
 
 def signed_headers(api_key: str, api_secret: str) -> dict[str, str]:
-    timestamp = str(int(time.time()))
-    sign = hashlib.md5(f"{api_key}{api_secret}{timestamp}".encode(), usedforsecurity=False).hexdigest()
-    return {
-        "Content-Type": "application/json;charset=UTF-8",
-        "Api-Key": api_key,
-        "Timestamp": timestamp,
-        "Sign": sign,
-    }
+    """The vendor's headers for a request now (the same signing as flowsync's, from sync.signing)."""
+    return signing.signed_headers(api_key, SecretStr(api_secret), int(time.time()))
 
 
 def _flow_from(body: dict[str, Any], flow_id: int) -> dict[str, Any]:

@@ -27,8 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
+from sync import signing
 from sync.database import create_engine
 from sync.flow_ids import parse_flow_ids
 from sync.schema import flow_nodes, flows
@@ -38,14 +40,8 @@ Fetch = Callable[[str, dict[str, str], float], Any]
 
 
 def signed_headers() -> dict[str, str]:
-    timestamp = str(int(time.time()))
-    sign = hashlib.md5(f"{API_KEY}{API_SECRET}{timestamp}".encode(), usedforsecurity=False).hexdigest()
-    return {
-        "Content-Type": "application/json;charset=UTF-8",
-        "Api-Key": API_KEY,
-        "Timestamp": timestamp,
-        "Sign": sign,
-    }
+    """The vendor's headers for a request now (the same signing as flowsync's, from sync.signing)."""
+    return signing.signed_headers(API_KEY, SecretStr(API_SECRET), int(time.time()))
 
 
 def fetch_with_requests(url: str, headers: dict[str, str], timeout_s: float) -> Any:
