@@ -182,6 +182,8 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
                 report = service.sync_once(settings, engine, triggered_by="schedule", stop=stop)
                 sys.exit(report.exit_code)
             service.check_ready(engine)  # a worker that can never succeed should say so at once
+            if settings.cron and flags.get("interval") is not None:
+                log.warning("--cron is set, so --interval is ignored")
             run_worker(
                 lambda: service.sync_once(settings, engine, triggered_by="schedule", stop=stop),
                 interval_s=settings.interval_s,
@@ -297,7 +299,9 @@ def _stop_on_signals(stop: threading.Event) -> None:
         if stop.is_set():
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
-        log.warning("received %s: finishing the flows in hand, then stopping", signal.Signals(signum).name)
+        log.warning(
+            "received %s: stopping after the flows already fetched are written", signal.Signals(signum).name
+        )
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

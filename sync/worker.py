@@ -64,7 +64,7 @@ def run_worker(
     try:
         while not stop.wait(STOP_POLL_S):
             pass
-        log.info("stop requested: letting the current run finish")
+        log.info("stop requested: waiting for a run in progress, if any, to record itself")
     finally:
         scheduler.shutdown(wait=True)
     log.info("worker stopped")
