@@ -35,20 +35,26 @@ def flow_count(engine: sa.Engine) -> int:
         return int(connection.scalar(sa.select(sa.func.count()).select_from(flows)) or 0)
 
 
+def signal_after_a_few_flows(engine: sa.Engine, command: str, env: dict[str, str]) -> tuple[int, str]:
+    """Start `flowsync COMMAND`, send SIGTERM once it has stored two flows; its exit code and stderr."""
+    process = start_flowsync(command, env=env)
+    try:
+        wait_for(lambda: flow_count(engine) >= 2, f"`flowsync {command}` to store a few flows")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    return process.returncode, stderr
+
+
 def test_sigterm_lets_the_worker_finish_the_flows_in_hand(
     engine: sa.Engine, sim: SimulatorHandle, database_url: str
 ) -> None:
     """SIGTERM mid-run: the fetched flows are written, the run is recorded as ended, exit 0."""
     sim.faults.set_random(1.0, [SLOW])
     env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2", FLOWSYNC_INTERVAL="3600")
-    worker = start_flowsync("run", env=env)
-    try:
-        wait_for(lambda: flow_count(engine) >= 2, "the worker to store a few flows")
-        worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=30)
-    finally:
-        worker.kill()
-    assert worker.returncode == 0, stderr
+    returncode, stderr = signal_after_a_few_flows(engine, "run", env)
+    assert returncode == 0, stderr
     (run,) = runs(engine)
     assert run["status"] == "failed"
     assert run["finished_at"] is not None
@@ -174,14 +180,8 @@ def test_sigterm_during_a_sync_records_the_run_and_exits_1(
     """`flowsync sync` stopped by SIGTERM writes what it fetched, records a failed run, and exits 1."""
     sim.faults.set_random(1.0, [SLOW])
     env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2")
-    run = start_flowsync("sync", env=env)
-    try:
-        wait_for(lambda: flow_count(engine) >= 2, "a few flows stored")
-        run.send_signal(signal.SIGTERM)
-        _, stderr = run.communicate(timeout=30)
-    finally:
-        run.kill()
-    assert run.returncode == 1, stderr
+    returncode, stderr = signal_after_a_few_flows(engine, "sync", env)
+    assert returncode == 1, stderr
     (recorded,) = runs(engine)
     assert (recorded["status"], recorded["finished_at"] is not None) == ("failed", True)
     assert "stopped by a signal" in str(recorded["error_message"])

@@ -14,12 +14,13 @@ from sync import migrate
 from sync.database import create_engine
 from sync.errors import LockHeld
 from sync.lock import run_lock
+from sync.outcomes import RunCounts
 from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, running_simulator
 from tests.conftest import backend_of, database_url_for, server_admin_url
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
 from tests.tables import assert_every_flow_whole
-from tests.test_processes import flow_count
+from tests.test_processes import flow_count, runs
 
 ROLES = Path(__file__).resolve().parent.parent / "docs" / "roles"
 
@@ -90,12 +91,7 @@ def test_json_documents_round_trip_unchanged(engine: sa.Engine) -> None:
                 started_at=datetime.now(UTC),
                 triggered_by="manual",
                 status="ok",
-                flows_requested=0,
-                flows_created=0,
-                flows_changed=0,
-                flows_unchanged=0,
-                flows_deleted=0,
-                flows_failed=0,
+                **RunCounts().as_columns(),
             )
         ).inserted_primary_key[0]
         connection.execute(
@@ -173,7 +169,7 @@ def test_losing_the_server_mid_run_fails_the_run_and_the_worker_recovers(server_
             finally:
                 worker.kill()
             assert worker.returncode == 0, stderr
-            first = _runs(engine)[0]
+            first = runs(engine)[0]
             assert "database" in str(first["error_message"])
             assert first["finished_at"] is not None
             assert flow_count(engine) == 40
@@ -182,13 +178,8 @@ def test_losing_the_server_mid_run_fails_the_run_and_the_worker_recovers(server_
         engine.dispose()
 
 
-def _runs(engine: sa.Engine) -> list[dict[str, object]]:
-    with engine.connect() as connection:
-        return [dict(r._mapping) for r in connection.execute(sa.select(sync_runs).order_by(sync_runs.c.id))]
-
-
 def _statuses(engine: sa.Engine) -> list[str]:
-    return [str(run["status"]) for run in _runs(engine)]
+    return [str(run["status"]) for run in runs(engine)]
 
 
 def test_least_privilege_roles_from_the_docs_work(server_database_url: str) -> None:

@@ -20,6 +20,7 @@ from sync.config import Settings
 from sync.database import create_engine
 from sync.errors import LockHeld, SchemaError
 from sync.lock import run_lock
+from sync.outcomes import RunCounts
 from sync.run import RunReport
 from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, FaultKind, SimulatorHandle
@@ -278,12 +279,7 @@ def test_a_run_left_running_is_closed_by_the_next(
                 started_at=datetime(2026, 1, 1, tzinfo=UTC),
                 triggered_by="schedule",
                 status="running",
-                flows_requested=5,
-                flows_created=0,
-                flows_changed=0,
-                flows_unchanged=0,
-                flows_deleted=0,
-                flows_failed=0,
+                **RunCounts(requested=5).as_columns(),
             )
         )
     sync(settings_for(sim, database_url, "1-2"), engine)
