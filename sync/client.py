@@ -20,7 +20,6 @@ from typing import Self
 
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
@@ -35,6 +34,7 @@ from sync.errors import (
 )
 from sync.payload import ApiFlow, Envelope, listed_flow_id, parse_envelope, parse_flow
 from sync.signing import signed_headers
+from sync.transport import AiohttpTransport
 
 ACCOUNT_HINTS = {
     "-1": ("account authentication failed", "check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET"),
@@ -117,17 +117,13 @@ class FlowApiClient:
         self._sleep = sleep
         self.clock_offset_s = 0.0
         self.requests_sent = 0
-        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         if transport is None:
-            # httpcore's pool spends milliseconds of CPU per request once a few connections are
-            # in flight (encode/httpx#3215); aiohttp's pool behind the same httpx API does not.
-            transport = AiohttpTransport(verify=True, limits=limits)
+            transport = AiohttpTransport(max_connections=max_connections, connect_timeout_s=timeout_s)
         # The transport is called directly: httpx.AsyncClient's send pipeline (URL merging, auth,
         # redirects, cookies, hooks) cost more CPU per request than aiohttp itself, and flowsync
         # uses none of it (no redirects are followed; the timeout is asyncio.timeout below).
         self._base_url = base_url.rstrip("/") + "/"
         self._transport = transport
-        self._timeout_extension = httpx.Timeout(timeout_s).as_dict()
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -227,12 +223,7 @@ class FlowApiClient:
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self._timeout_s):
-                request = httpx.Request(
-                    "GET",
-                    self._base_url + endpoint,
-                    headers=headers,
-                    extensions={"timeout": self._timeout_extension},
-                )
+                request = httpx.Request("GET", self._base_url + endpoint, headers=headers)
                 response = await self._transport.handle_async_request(request)
                 try:
                     await response.aread()

@@ -1,0 +1,70 @@
+"""httpx's transport interface over one aiohttp connection pool.
+
+flowsync speaks httpx (`httpx.Request` in, `httpx.Response` out, any
+`httpx.AsyncBaseTransport` pluggable, `httpx.MockTransport` in tests), but the
+bytes travel through aiohttp: httpcore's pool spends milliseconds of CPU per
+request once a few connections are in flight (encode/httpx#3215), aiohttp's
+does not. This adapter does only what flowsync needs of aiohttp: it reads each
+body whole in one call and leaves the deadline to the caller (the API client
+bounds every request as a whole), so no per-request aiohttp timeout, stream
+wrapper or cookie handling is built.
+
+TLS certificates are always verified. Cookies are neither kept nor sent, redirects
+are not followed, and a compressed body is handed to httpx still compressed, so
+httpx decodes it exactly as it would over its own transport.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+import httpx
+
+_HTTP_1_1 = {"http_version": b"HTTP/1.1"}
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends httpx requests through one aiohttp session, opened on first use."""
+
+    def __init__(self, *, max_connections: int, connect_timeout_s: float | None = None) -> None:
+        self._max_connections = max_connections
+        self._connect_timeout_s = connect_timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout_s),
+            auto_decompress=False,
+        )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        try:
+            async with session.request(
+                request.method,
+                str(request.url),
+                headers=request.headers,
+                data=request.content or None,
+                allow_redirects=False,
+            ) as answer:
+                body = await answer.read()
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+        extensions = _HTTP_1_1
+        if answer.reason:
+            extensions = {**_HTTP_1_1, "reason_phrase": answer.reason.encode("latin-1", "replace")}
+        return httpx.Response(
+            answer.status, headers=answer.raw_headers, content=body, request=request, extensions=extensions
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
