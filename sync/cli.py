@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 a run finished with failed flows or ended early; 2 usage,
 configuration or schema problem (nothing contacted); 3 another run holds the lock.
+
+What only one command needs (Alembic, APScheduler, the simulator, the demo, rich's
+tables) is imported inside that command, so a `flowsync sync` started by cron every
+few minutes does not pay for loading them.
 """
 
 from __future__ import annotations
@@ -19,17 +23,13 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from sync import __version__, migrate, reports, service
+from sync import __version__, service
 from sync.config import Settings, load_settings
 from sync.database import safe_url, schema_revisions
-from sync.demo import run_demo
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.flow_ids import MAX_FLOW_ID
 from sync.logs import configure_logging
 from sync.progress import progress_for
-from sync.render import flows_table, history_table, runs_table
-from sync.simulator import SimulatorConfig, serve_forever
-from sync.worker import run_worker
 
 log = logging.getLogger("sync")
 
@@ -128,6 +128,8 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
     """Bring the schema to the latest migration; safe to repeat."""
+    from sync import migrate
+
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
         with service.database(settings) as engine:
@@ -172,6 +174,8 @@ def sync(context: Context, /, **flags: Any) -> None:
 @pass_context
 def run(context: Context, /, *, once: bool, **flags: Any) -> None:
     """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT."""
+    from sync.worker import run_worker
+
     with _errors_to_exit_codes():
         settings = context.settings(flags)
         settings.require_api()
@@ -201,6 +205,9 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 @pass_context
 def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
     """The latest runs and every flow's sync state."""
+    from sync import reports
+    from sync.render import flows_table, runs_table
+
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
         with service.database(settings) as engine:
@@ -223,6 +230,9 @@ def history(
     context: Context, /, *, database_url: str | None, flow_id: int | None, run_id: int | None, limit: int
 ) -> None:
     """Change and error events, newest first, with readable diffs."""
+    from sync import reports
+    from sync.render import history_table
+
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
         with service.database(settings) as engine:
@@ -243,6 +253,8 @@ def history(
 @pass_context
 def demo(context: Context, /, *, directory: Path) -> None:
     """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
+    from sync.demo import run_demo
+
     configure_logging(context.verbosity - 1)
     if context.verbosity <= 0:
         # The tour prints each run's outcome itself; the runs' own log lines would say it twice.
@@ -273,6 +285,8 @@ def fake_api(
     api_secret: str,
 ) -> None:
     """Serve the built-in simulator of the vendor API on loopback."""
+    from sync.simulator import SimulatorConfig, serve_forever
+
     configure_logging(context.verbosity)
     try:
         config = SimulatorConfig(

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import ConfigError, SchemaError, StoreError
+from sync.schema import alembic_version
 
 SQLITE_BUSY_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10
@@ -132,7 +132,9 @@ def schema_revisions(engine: Engine) -> set[str]:
     if path is not None and not path.exists():
         return set()  # do not let the check itself create an empty database file
     with reading(engine) as connection:
-        return set(MigrationContext.configure(connection).get_current_heads())
+        if not sa.inspect(connection).has_table(alembic_version.name):
+            return set()
+        return set(connection.scalars(sa.select(alembic_version.c.version_num)))
 
 
 @contextmanager

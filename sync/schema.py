@@ -34,6 +34,14 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+# Every migration in migrations/versions, oldest first; the last is the schema this flowsync
+# writes. Kept here so a sync checks the schema without loading Alembic and its scripts (a
+# test compares it with the scripts). Add each new migration's revision at the end.
+SCHEMA_REVISIONS = ("0001",)
+
+# Where Alembic records the revision a database is at; read by `sync.database`, written by Alembic.
+alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
+
 # MariaDB/MySQL default to a 3-byte "utf8" on some installs: names with emoji need utf8mb4.
 _MYSQL_TABLE: dict[str, Any] = {
     "mysql_charset": "utf8mb4",

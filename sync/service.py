@@ -15,12 +15,12 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy.engine import Engine
 
-from sync import migrate
 from sync.client import Backoff, FlowApiClient
 from sync.config import Settings
 from sync.database import check_schema, create_engine
 from sync.lock import run_lock
 from sync.run import Progress, RunReport, run_sync
+from sync.schema import SCHEMA_REVISIONS
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def database(settings: Settings) -> Iterator[Engine]:
 
 def check_ready(engine: Engine) -> None:
     """`SchemaError` unless the database is exactly at this flowsync's latest migration."""
-    check_schema(engine, migrate.head_revisions(), migrate.known_revisions())
+    check_schema(engine, {SCHEMA_REVISIONS[-1]}, set(SCHEMA_REVISIONS))
 
 
 def sync_once(

@@ -8,7 +8,7 @@ from alembic.runtime.migration import MigrationContext
 
 from sync import migrate
 from sync.database import create_engine
-from sync.schema import metadata
+from sync.schema import SCHEMA_REVISIONS, metadata
 
 CONTRACT_TABLES = {
     "flows": {
@@ -101,3 +101,10 @@ def test_migrations_ship_with_the_package() -> None:
     """The migration scripts are found wherever the package is, with exactly one head."""
     assert len(migrate.head_revisions()) == 1
     assert migrate.head_revisions() <= migrate.known_revisions()
+
+
+def test_schema_revisions_list_every_migration_oldest_first() -> None:
+    """`SCHEMA_REVISIONS`, which a sync checks against without loading Alembic, matches the scripts."""
+    scripts = list(reversed(list(migrate.script_directory().walk_revisions())))
+    assert tuple(script.revision for script in scripts) == SCHEMA_REVISIONS
+    assert {SCHEMA_REVISIONS[-1]} == migrate.head_revisions()
