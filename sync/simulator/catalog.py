@@ -119,6 +119,14 @@ class FlowCatalog:
             flow = self._live.get(flow_id)
             return None if flow is None else _copy(flow)
 
+    def stored(self, flow_id: int) -> Flow | None:
+        """The live flow itself, not a copy, for the server's hot path: the caller must not change it.
+
+        Stored flows are replaced, never edited in place, so the same object means the same content.
+        """
+        with self._lock:
+            return self._live.get(flow_id)
+
     def listing(self) -> list[Flow]:
         """Copies of every live flow, by ID, as `/flow/list` returns them."""
         with self._lock:

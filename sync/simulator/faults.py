@@ -136,8 +136,7 @@ class FaultPlan:
 
     @property
     def clock_offset_s(self) -> float:
-        with self._lock:
-            return self._clock_offset_s
+        return self._clock_offset_s  # one attribute read is atomic; every request reads it
 
     def pending(self, target: int | Literal["list"]) -> int:
         """How many queued faults `target` has not used yet."""
