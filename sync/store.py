@@ -36,10 +36,18 @@ MAX_MESSAGE_CHARS = 1000
 
 @dataclass(frozen=True, slots=True)
 class StoredFlow:
+    """What a batch needs of every stored flow: enough to tell an unchanged one."""
+
     flow_id: int
-    name: str
     content_hash: str
     sync_state: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDetails:
+    """What a batch needs only of the flows it rewrites: their old name and timestamps."""
+
+    name: str
     first_seen_at: datetime
     last_changed_at: datetime
 
@@ -147,14 +155,26 @@ def _write(
     connection: Connection, run_id: int, now: datetime, results: Sequence[FetchResult]
 ) -> Counter[Outcome]:
     stored = _stored_flows(connection, [result.flow_id for result in results])
-    changed_ids = [
-        r.flow_id
-        for r in results
-        if isinstance(r, Fetched)
-        and r.flow_id in stored
-        and stored[r.flow_id].content_hash != r.snapshot.content_hash
-    ]
-    plan = _Plan(run_id=run_id, now=now, stored=stored, old_nodes=_stored_nodes(connection, changed_ids))
+    # Flows the batch rewrites (new content, or back after a deletion) need their old name and
+    # timestamps, those with new content their old nodes for the diff; unchanged flows need neither.
+    rewritten: list[int] = []
+    changed: list[int] = []
+    for result in results:
+        previous = stored.get(result.flow_id)
+        if not isinstance(result, Fetched) or previous is None:
+            continue
+        if previous.content_hash != result.snapshot.content_hash:
+            rewritten.append(result.flow_id)
+            changed.append(result.flow_id)
+        elif previous.sync_state == "deleted":
+            rewritten.append(result.flow_id)
+    plan = _Plan(
+        run_id=run_id,
+        now=now,
+        stored=stored,
+        details=_stored_details(connection, rewritten),
+        old_nodes=_stored_nodes(connection, changed),
+    )
     for result in results:
         plan.add(result)
     plan.execute(connection)
@@ -179,6 +199,7 @@ class _Plan:
     run_id: int
     now: datetime
     stored: dict[int, StoredFlow]
+    details: dict[int, StoredDetails]
     old_nodes: dict[int, list[NodeSnapshot]]
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     refresh: list[int] = field(default_factory=list)
@@ -207,21 +228,21 @@ class _Plan:
         event: Outcome = "created"
         changes: list[Any] | None = None
         content_changed = previous is None or previous.content_hash != new_hash
+        old: StoredDetails | None = None
         if previous is not None:
+            old = self.details[snapshot.flow_id]
             event = "restored" if previous.sync_state == "deleted" else "changed"
             if content_changed:
                 old_nodes = tuple(self.old_nodes.get(snapshot.flow_id, ()))
-                changes = list(diff(FlowSnapshot(previous.flow_id, previous.name, old_nodes), snapshot))
+                changes = list(diff(FlowSnapshot(snapshot.flow_id, old.name, old_nodes), snapshot))
         self.upserts.append(
             {
                 "flow_id": snapshot.flow_id,
                 "name": snapshot.name,
                 "node_count": len(snapshot.nodes),
                 "content_hash": new_hash,
-                "first_seen_at": self.now if previous is None else previous.first_seen_at,
-                "last_changed_at": self.now
-                if content_changed or previous is None
-                else previous.last_changed_at,
+                "first_seen_at": self.now if old is None else old.first_seen_at,
+                "last_changed_at": self.now if content_changed or old is None else old.last_changed_at,
                 "last_fetched_at": self.now,
                 "deleted_at": None,
                 "sync_state": "ok",
@@ -292,15 +313,21 @@ class _Plan:
 def _stored_flows(connection: Connection, ids: list[int]) -> dict[int, StoredFlow]:
     if not ids:
         return {}
-    query = sa.select(
-        flows.c.flow_id,
-        flows.c.name,
-        flows.c.content_hash,
-        flows.c.sync_state,
-        flows.c.first_seen_at,
-        flows.c.last_changed_at,
-    ).where(flows.c.flow_id.in_(ids))
-    return {row.flow_id: StoredFlow(**row._asdict()) for row in connection.execute(query)}
+    query = sa.select(flows.c.flow_id, flows.c.content_hash, flows.c.sync_state).where(
+        flows.c.flow_id.in_(ids)
+    )
+    return {
+        flow_id: StoredFlow(flow_id, digest, state) for flow_id, digest, state in connection.execute(query)
+    }
+
+
+def _stored_details(connection: Connection, ids: list[int]) -> dict[int, StoredDetails]:
+    if not ids:
+        return {}
+    query = sa.select(flows.c.flow_id, flows.c.name, flows.c.first_seen_at, flows.c.last_changed_at).where(
+        flows.c.flow_id.in_(ids)
+    )
+    return {flow_id: StoredDetails(*rest) for flow_id, *rest in connection.execute(query)}
 
 
 def _stored_nodes(connection: Connection, ids: list[int]) -> dict[int, list[NodeSnapshot]]:
