@@ -68,6 +68,15 @@ class _Scrubber:
 
 
 @dataclass(frozen=True, slots=True)
+class _Signature:
+    """The headers of every request sent within one second, and what to mask in their answers."""
+
+    timestamp: int
+    headers: list[tuple[bytes, bytes]] = field(repr=False)
+    scrub: _Scrubber = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class _Answer:
     response: httpx.Response
     envelope: Envelope
@@ -125,6 +134,7 @@ class FlowApiClient:
         self._base_url = base_url.rstrip("/") + "/"
         self._transport = transport
         self._closed = False
+        self._signature: _Signature | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -228,14 +238,12 @@ class FlowApiClient:
         """Send one signed request and decode its envelope; HTTP-level failures raise."""
         if self._closed:
             raise RuntimeError("the API client is closed")
-        timestamp = int(self._clock() + self.clock_offset_s)
-        headers = signed_headers(self._api_key, self._api_secret, timestamp) | {"User-Agent": USER_AGENT}
-        # Text the server sends back (reason, status phrase) could echo what we sent.
-        scrub = _Scrubber((headers["Sign"], self._api_secret.get_secret_value()))
+        signature = self._sign(int(self._clock() + self.clock_offset_s))
+        scrub = signature.scrub
         self.requests_sent += 1
         try:
             async with asyncio.timeout(self._timeout_s):
-                request = httpx.Request("GET", self._base_url + endpoint, headers=headers)
+                request = httpx.Request("GET", self._base_url + endpoint, headers=signature.headers)
                 response = await self._transport.handle_async_request(request)
                 try:
                     await response.aread()
@@ -274,6 +282,17 @@ class FlowApiClient:
             return _Answer(response, parse_envelope(response.content), scrub)
         except ValueError as exc:
             raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
+
+    def _sign(self, timestamp: int) -> _Signature:
+        """Headers for `timestamp`, built once per second: every request within it signs the same."""
+        signature = self._signature
+        if signature is None or signature.timestamp != timestamp:
+            headers = signed_headers(self._api_key, self._api_secret, timestamp) | {"User-Agent": USER_AGENT}
+            # Text the server sends back (reason, status phrase) could echo what we sent.
+            scrub = _Scrubber((headers["Sign"], self._api_secret.get_secret_value()))
+            encoded = [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]
+            signature = self._signature = _Signature(timestamp, encoded, scrub)
+        return signature
 
     def _classify(self, answer: _Answer, endpoint: str, flow_id: int | None) -> Envelope:
         envelope = answer.envelope

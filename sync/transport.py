@@ -46,7 +46,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             async with session.request(
                 request.method,
                 str(request.url),
-                headers=request.headers,
+                headers={
+                    name.decode("latin-1"): value.decode("latin-1") for name, value in request.headers.raw
+                },
                 data=request.content or None,
                 allow_redirects=False,
             ) as answer:
