@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer
-from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -26,9 +25,14 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # Each dialect's types are imported with that dialect only: a SQLite run loads neither.
         if dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql  # noqa: PLC0415
+
             return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
         if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects import mysql  # noqa: PLC0415
+
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(DateTime())
 

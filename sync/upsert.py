@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 
@@ -19,11 +19,12 @@ def upsert(
     key = [column.name for column in table.primary_key.columns]
     update = [c.name for c in table.columns if c.name not in key and c.name not in keep]
     dialect = connection.dialect.name
+    # The dialect's module is already loaded by its engine; importing it here keeps the others unloaded.
     if dialect in ("mysql", "mariadb"):
-        mysql_insert = mysql.insert(table)
+        mysql_insert = import_module("sqlalchemy.dialects.mysql").insert(table)
         statement: Any = mysql_insert.on_duplicate_key_update({c: mysql_insert.inserted[c] for c in update})
     else:
-        insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        insert = import_module(f"sqlalchemy.dialects.{dialect}").insert(table)
         statement = insert.on_conflict_do_update(
             index_elements=key, set_={c: insert.excluded[c] for c in update}
         )
