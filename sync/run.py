@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -43,6 +45,10 @@ STOP_POLL_S = 0.1
 # This many network failures in a row (after retries) mean the API is unreachable, not that each
 # flow is broken: the run stops instead of spending hours retrying every remaining flow.
 UNREACHABLE_AFTER = 20
+# While the writer thread prepares a batch, the event loop waits for the GIL, and answers that arrive
+# meanwhile wait with it: up to 5 ms each time with Python's default switch interval. 1 ms during a
+# run keeps the fetches flowing (measured: about 2% less wall time for a first load of 10,000 flows).
+RUN_SWITCH_INTERVAL_S = 0.001
 
 
 @dataclass
@@ -82,6 +88,16 @@ class NoProgress:
 
     def finish(self) -> None:
         pass
+
+
+@contextmanager
+def _responsive_event_loop() -> Iterator[None]:
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, RUN_SWITCH_INTERVAL_S))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +150,11 @@ async def run_sync(
     finished = False
     try:
         state.counts.requested = requested
-        if selection.everything:
-            await job.sync_listing()
-        else:
-            await job.sync_ids(iter(selection), concurrency)
+        with _responsive_event_loop():
+            if selection.everything:
+                await job.sync_listing()
+            else:
+                await job.sync_ids(iter(selection), concurrency)
         if state.account_error is not None:
             error = state.account_error
             await asyncio.to_thread(store.record_run_error, engine, run_id, clock(), error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from sync.database import create_engine
 from sync.errors import LockHeld, SchemaError
 from sync.lock import run_lock
 from sync.outcomes import RunCounts
-from sync.run import RunReport
+from sync.run import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport
 from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, FaultKind, SimulatorHandle
 from tests.conftest import settings_for
@@ -421,3 +422,24 @@ def test_an_unreachable_api_ends_the_run_early(
     assert 20 <= report.counts.failed < 100
     (run,) = rows(engine, sync_runs)
     assert run["flows_failed"] == report.counts.failed
+
+
+class SwitchIntervalProbe(NoProgress):
+    """Notes the interpreter's thread switch interval each time the run reports progress."""
+
+    def __init__(self) -> None:
+        self.seen: set[float] = set()
+
+    def advance(self, count: int) -> None:
+        self.seen.add(sys.getswitchinterval())
+
+
+def test_a_run_shortens_the_thread_switch_interval_only_while_it_runs(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """The event loop gets the GIL back sooner from the writer thread; the setting is restored after."""
+    before = sys.getswitchinterval()
+    probe = SwitchIntervalProbe()
+    sync(settings_for(sim, database_url), engine, progress=probe)
+    assert probe.seen == {min(before, RUN_SWITCH_INTERVAL_S)}
+    assert sys.getswitchinterval() == before
