@@ -708,8 +708,19 @@ def row_cells(row: Row) -> list[str]:
 SPEEDUP_COLUMNS = ("database", "workload", "flowsync concurrency", "flowsync s", "peer", "peer s", "speed-up")
 
 
-def speedups(rows: Sequence[Row], reference_concurrency: int) -> list[list[str]]:
-    """flowsync's wall time against each peer's, per database and workload (and CPU seconds' ratio)."""
+def dlt_workers(row: Row) -> int:
+    """How many requests a dlt row kept in flight (`dlt async/64` -> 64)."""
+    parts = row.tool.removeprefix("dlt ").split("/")
+    return int(parts[1]) if row.tool.startswith("dlt ") and len(parts) > 1 else 0
+
+
+def speedups(rows: Sequence[Row], reference_concurrency: int, sweep: Sequence[Row] = ()) -> list[list[str]]:
+    """flowsync's wall time against each peer's, per database and workload.
+
+    Against the vendor sample at the reference concurrency; against dlt's best configuration
+    at every concurrency flowsync ran at; and against the swept dlt configuration that keeps as
+    many requests in flight as flowsync, where there is one.
+    """
     table = []
     for fs in (r for r in rows if r.tool == "flowsync" and r.workload in ("a", "b", "c")):
         peers = [
@@ -718,6 +729,14 @@ def speedups(rows: Sequence[Row], reference_concurrency: int) -> list[list[str]]
             if r.tool != "flowsync"
             and (r.database, r.workload) == (fs.database, fs.workload)
             and (fs.concurrency == reference_concurrency or r.tool.startswith("dlt"))
+        ]
+        best = {r.tool for r in peers}
+        peers += [
+            r
+            for r in sweep
+            if r.tool not in best
+            and (r.database, r.workload) == (fs.database, fs.workload)
+            and dlt_workers(r) == fs.concurrency
         ]
         for peer in peers:
             label = " (extrapolated)" if peer.extrapolated_from else ""
@@ -858,7 +877,7 @@ def markdown(ctx: Context, machine: Machine, command: str, started: datetime, el
     median = f", the round with the median wall time of {rounds}" if rounds > 1 else ""
     lines += ["### Results", "", f"One row per tool and workload{median}.", ""]
     lines += markdown_table(COLUMNS, [row_cells(row) for row in ctx.reported])
-    ups = speedups(ctx.reported, args.concurrency)
+    ups = speedups(ctx.reported, args.concurrency, ctx.sweep)
     if ups:
         lines += ["", "### flowsync's speed-up over the peers (wall time)", ""]
         lines += markdown_table(SPEEDUP_COLUMNS, ups)
@@ -878,7 +897,7 @@ def print_tables(ctx: Context) -> None:
     for row in ctx.reported:
         table.add_row(*row_cells(row))
     ctx.console.print(table)
-    ups = speedups(ctx.reported, ctx.args.concurrency)
+    ups = speedups(ctx.reported, ctx.args.concurrency, ctx.sweep)
     if ups:
         table = Table(title="speed-up over the peers (wall time)")
         for column in SPEEDUP_COLUMNS:
