@@ -10,12 +10,15 @@ so the same hash. Pure functions only.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from functools import cached_property
+from json.encoder import encode_basestring
 from typing import Any
 
 from sync.payload import ApiFlow
+
+# How json.dumps(..., ensure_ascii=False) writes a string, quotes included.
+_json_string = encode_basestring
 
 NODE_FIELDS = ("waiting_time", "status", "channel", "channel_cut")
 
@@ -85,8 +88,18 @@ def from_json(document: dict[str, Any]) -> FlowSnapshot:
 
 
 def canonical_json(snapshot: FlowSnapshot) -> str:
-    """The exact text that is hashed: sorted keys, no spaces, unicode kept as is."""
-    return json.dumps(snapshot.as_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The exact text that is hashed: sorted keys, no spaces, unicode kept as is.
+
+    That is `json.dumps(snapshot.as_json(), sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)` (a property test holds the two equal), written out field by field
+    because every fetched flow is hashed and this is seven times faster.
+    """
+    nodes = ",".join(
+        f'{{"channel":{_json_string(n.channel)},"channel_cut":{n.channel_cut:d},"position":{n.position:d},'
+        f'"status":{n.status:d},"waiting_time":{n.waiting_time:d}}}'
+        for n in snapshot.nodes
+    )
+    return f'{{"flow_id":{snapshot.flow_id:d},"name":{_json_string(snapshot.name)},"nodes":[{nodes}]}}'
 
 
 def content_hash(snapshot: FlowSnapshot) -> str:

@@ -387,3 +387,11 @@ def test_normalize_numbers_nodes_from_one_in_the_order_received() -> None:
         ],
     }
     assert normalize(parse_flow(payload)) == BASE
+
+
+@given(snapshots())
+def test_canonical_json_is_json_dumps_with_sorted_keys(snap: FlowSnapshot) -> None:
+    """The hand-written canonical text is exactly what json.dumps writes for the snapshot."""
+    expected = json.dumps(snap.as_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical_json(snap) == expected
+    assert json.loads(canonical_json(snap)) == snap.as_json()
