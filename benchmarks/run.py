@@ -62,6 +62,7 @@ WORKLOAD_TITLES = {
     "all-a": "all: first load",
     "all-b": "all: unchanged",
     "d": "(d) first load",
+    "all-d": "(d) all: first load",
 }
 
 
@@ -622,6 +623,19 @@ def run_memory(ctx: Context, stack: ExitStack) -> None:
                     concurrency=args.memory_concurrency,
                     expect=expect_counts(created=size, failed=0),
                 )
+            # `all` mode at the largest N: one listing of every flow (compare with `all` at N above).
+            url = dbs.create("flowsync_memory_all")
+            upgrade(ctx, url)
+            run_flowsync(
+                ctx,
+                sim,
+                database=kind,
+                url=url,
+                workload="all-d",
+                flows=n,
+                concurrency=args.memory_concurrency,
+                expect=expect_counts(created=n, failed=0),
+            )
 
 
 @contextmanager
@@ -804,15 +818,19 @@ def targets(ctx: Context) -> list[list[str]]:
                 verdict(fs.requests == 1),
             ]
         )
-    for fs in (r for r in rows if r.tool == "flowsync" and r.workload == "d"):
-        title = f"(d) N={fs.flows:,}, {fs.database}"
+    for fs in (r for r in rows if r.tool == "flowsync" and r.workload in ("d", "all-d")):
+        title = f"{WORKLOAD_TITLES[fs.workload]} N={fs.flows:,}, {fs.database}"
         out.append(
             [title, "peak memory under 150 MiB", f"{fs.peak_rss_mib:.0f} MiB", verdict(fs.peak_rss_mib < 150)]
         )
+        like = ("d",) if fs.workload == "d" else ("all-a", "all-d")
         small = [
             r
             for r in rows
-            if r.tool == "flowsync" and r.workload == "d" and r.database == fs.database and r.flows < fs.flows
+            if r.tool == "flowsync"
+            and r.workload in like
+            and r.database == fs.database
+            and r.flows < fs.flows
         ]
         if small:
             growth = fs.peak_rss_mib / small[0].peak_rss_mib

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -32,7 +32,7 @@ from sync.errors import (
     PayloadError,
     TransientError,
 )
-from sync.payload import ApiFlow, Envelope, listed_flow_id, parse_envelope, parse_flow
+from sync.payload import ApiFlow, Envelope, ListedItems, parse_envelope, parse_flow, parse_listing
 from sync.signing import signed_headers
 from sync.transport import AiohttpTransport
 
@@ -41,6 +41,8 @@ ACCOUNT_HINTS = {
     "-2": ("request IP not allowed", "allow this host's address in the vendor's console"),
 }
 CLOCK_CODE = "-16"
+LIST_ENDPOINT = "flow/list"
+_DECODE_BATCH = 500
 USER_AGENT = f"flowsync/{__version__}"
 TRANSIENT_CODES = {"-18": "server-side system error"}
 
@@ -81,20 +83,51 @@ class _Answer:
     response: httpx.Response
     envelope: Envelope
     scrub: _Scrubber
+    items: ListedItems | None = None  # `/flow/list` only: its `data` array, kept as text
 
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """`/flow/list`: the flows that validated, and the listed flows whose content did not."""
+    """`/flow/list`: every listed flow, each with a readable and unique `flowId`.
 
-    flows: list[ApiFlow]
-    invalid: list[PayloadError] = field(default_factory=list)
+    The items stay as the API's text until `batches` validates them a batch at a time, so a
+    listing of a large account is never held decoded as a whole.
+    """
+
+    items: ListedItems
+    ids: list[int]  # each item's flowId, in order
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     @property
     def flow_ids(self) -> set[int]:
-        return {flow.flow_id for flow in self.flows} | {
-            e.flow_id for e in self.invalid if e.flow_id is not None
-        }
+        """Every listed flow, including those whose content did not validate."""
+        return set(self.ids)
+
+    def batches(self, size: int) -> Iterator[list[tuple[int, ApiFlow | PayloadError]]]:
+        """The listed flows in order, each validated: the flow, or a `PayloadError` saying what is bad."""
+        batch: list[tuple[int, ApiFlow | PayloadError]] = []
+        for flow_id, item in zip(self.ids, self.items, strict=True):
+            try:
+                batch.append((flow_id, parse_flow(item)))
+            except ValueError as exc:
+                batch.append((flow_id, PayloadError(str(exc), endpoint=LIST_ENDPOINT, flow_id=flow_id)))
+            if len(batch) == size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    @property
+    def flows(self) -> list[ApiFlow]:
+        """Every listed flow whose content validated (decodes the whole listing)."""
+        return [f for batch in self.batches(_DECODE_BATCH) for _, f in batch if isinstance(f, ApiFlow)]
+
+    @property
+    def invalid(self) -> list[PayloadError]:
+        """Every listed flow whose content did not validate (decodes the whole listing)."""
+        return [f for batch in self.batches(_DECODE_BATCH) for _, f in batch if isinstance(f, PayloadError)]
 
 
 class FlowApiClient:
@@ -151,7 +184,7 @@ class FlowApiClient:
     async def flow_details(self, flow_id: int) -> ApiFlow | None:
         """One flow's configuration, or None when the API says it no longer exists (`data: null`)."""
         endpoint = f"flow/details/{flow_id}"
-        envelope = await self._call(endpoint, flow_id)
+        envelope = (await self._call(endpoint, flow_id)).envelope
         if envelope.data is None:
             return None
         try:
@@ -164,28 +197,22 @@ class FlowApiClient:
 
     async def flow_list(self) -> Listing:
         """Every flow of the account; a listing that cannot be trusted as a whole raises `PayloadError`."""
-        endpoint = "flow/list"
-        envelope = await self._call(endpoint, None)
-        if not isinstance(envelope.data, list):
-            raise PayloadError("data is not a list of flows", endpoint=endpoint)
-        flows: list[ApiFlow] = []
-        invalid: list[PayloadError] = []
+        items = (await self._call(LIST_ENDPOINT, None)).items
+        if items is None:
+            raise PayloadError("data is not a list of flows", endpoint=LIST_ENDPOINT)
+        ids: list[int] = []
         seen: set[int] = set()
-        for index, item in enumerate(envelope.data):
-            flow_id = listed_flow_id(item)
+        for index, flow_id in enumerate(items.flow_ids):
             if flow_id is None:
                 # Without an ID we cannot tell which flow is missing, so nothing may be marked deleted.
-                raise PayloadError(f"item {index} has no readable flowId", endpoint=endpoint)
+                raise PayloadError(f"item {index} has no readable flowId", endpoint=LIST_ENDPOINT)
             if flow_id in seen:
-                raise PayloadError(f"flow {flow_id} is listed twice", endpoint=endpoint)
+                raise PayloadError(f"flow {flow_id} is listed twice", endpoint=LIST_ENDPOINT)
             seen.add(flow_id)
-            try:
-                flows.append(parse_flow(item))
-            except ValueError as exc:
-                invalid.append(PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id))
-        return Listing(flows=flows, invalid=invalid)
+            ids.append(flow_id)
+        return Listing(items, ids)
 
-    async def _call(self, endpoint: str, flow_id: int | None) -> Envelope:
+    async def _call(self, endpoint: str, flow_id: int | None) -> _Answer:
         """One logical request: retries transient failures and re-signs once after `-16`."""
         try:
             return await self._signed_call(endpoint, flow_id)
@@ -211,7 +238,7 @@ class FlowApiClient:
                 return await self._signed_call(endpoint, flow_id)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _signed_call(self, endpoint: str, flow_id: int | None) -> Envelope:
+    async def _signed_call(self, endpoint: str, flow_id: int | None) -> _Answer:
         answer = await self._attempt(endpoint, flow_id)
         if answer.envelope.status != CLOCK_CODE:
             return self._classify(answer, endpoint, flow_id)
@@ -279,6 +306,9 @@ class FlowApiClient:
                 kind="http",
             )
         try:
+            if endpoint == LIST_ENDPOINT:
+                envelope, items = parse_listing(response.content)
+                return _Answer(response, envelope, scrub, items)
             return _Answer(response, parse_envelope(response.content), scrub)
         except ValueError as exc:
             raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
@@ -294,10 +324,10 @@ class FlowApiClient:
             signature = self._signature = _Signature(timestamp, encoded, scrub)
         return signature
 
-    def _classify(self, answer: _Answer, endpoint: str, flow_id: int | None) -> Envelope:
+    def _classify(self, answer: _Answer, endpoint: str, flow_id: int | None) -> _Answer:
         envelope = answer.envelope
         if envelope.ok:
-            return envelope
+            return answer
         code = envelope.status
         reason = answer.scrub((envelope.reason or "").strip()[:200])
         if code in ACCOUNT_HINTS:

@@ -28,10 +28,11 @@ from sqlalchemy.engine import Engine
 
 from sync import store
 from sync.client import FlowApiClient
-from sync.errors import AccountError, ApiError, StoreError
+from sync.errors import AccountError, ApiError, PayloadError, StoreError
 from sync.flow_ids import FlowSelection
 from sync.lock import HeldLock
 from sync.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.payload import ApiFlow
 from sync.snapshot import normalize
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ class _FailureStreak:
 
     def reset(self) -> None:
         self.count = 0
+
+
+def _listed(flow_id: int, item: ApiFlow | PayloadError) -> FetchResult:
+    return Fetched(flow_id, normalize(item)) if isinstance(item, ApiFlow) else Failed(flow_id, item)
 
 
 def utc_now() -> datetime:
@@ -284,20 +289,27 @@ class _Job:
             self.state.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
             return
         listed = listing.flow_ids
-        results: list[FetchResult] = [Fetched(f.flow_id, normalize(f)) for f in listing.flows]
-        results += [Failed(error.flow_id, error) for error in listing.invalid if error.flow_id is not None]
         missing = await asyncio.to_thread(
             lambda: [flow_id for flow_id in store.known_flow_ids(self.engine) if flow_id not in listed]
         )
-        results += [Gone(flow_id) for flow_id in missing]
-        self.state.counts.requested = len(results)
-        self.progress.start(len(results))
-        await asyncio.to_thread(store.set_requested, self.engine, self.run_id, len(results))
-        for start in range(0, len(results), BATCH_SIZE):
-            if self.stop.is_set():
-                self.state.stopped = True
+        total = len(listing) + len(missing)
+        self.state.counts.requested = total
+        self.progress.start(total)
+        await asyncio.to_thread(store.set_requested, self.engine, self.run_id, total)
+        # The listing is validated a batch at a time, right before that batch is written.
+        for batch in listing.batches(BATCH_SIZE):
+            if not await self._write_unless_stopped([_listed(flow_id, item) for flow_id, item in batch]):
                 return
-            await self._write(results[start : start + BATCH_SIZE])
+        for start in range(0, len(missing), BATCH_SIZE):
+            if not await self._write_unless_stopped([Gone(i) for i in missing[start : start + BATCH_SIZE]]):
+                return
+
+    async def _write_unless_stopped(self, results: Sequence[FetchResult]) -> bool:
+        if self.stop.is_set():
+            self.state.stopped = True
+            return False
+        await self._write(results)
+        return True
 
     async def _fetch_into(self, flow_ids: Iterator[int], queue: asyncio.Queue[FetchResult | None]) -> None:
         # All fetchers share one iterator: each takes the next ID when it is free.

@@ -11,8 +11,10 @@ import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sync.payload import ApiFlow, ApiNode, parse_envelope, parse_flow
+from sync.payload import ApiFlow, ApiNode, listed_flow_id, parse_envelope, parse_flow, parse_listing
 
 VENDOR_EXAMPLE = b"""{
 "status": "0",
@@ -304,3 +306,91 @@ def test_text_that_cannot_be_stored_as_utf8_is_refused(data: str, field: str) ->
     envelope = parse_envelope(b'{"status": "0", "data": ' + data.encode() + b"}")
     with pytest.raises(ValueError, match=f"^{re.escape(field)}: "):
         parse_flow(envelope.data)
+
+
+# --- /flow/list: scanned, not decoded whole ---------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+listed_items = (
+    st.fixed_dictionaries({"flowId": st.integers(0, 9) | st.text("0123", max_size=2)}) | json_values
+)
+envelope_members = st.lists(
+    st.sampled_from(["status", "reason", "data", "extra"]).flatmap(
+        lambda key: st.tuples(
+            st.just(key),
+            st.lists(listed_items, max_size=4) | json_values
+            if key == "data"
+            else st.sampled_from(["0", "-1", 0, None]) | json_values,
+        )
+    ),
+    max_size=4,
+)
+
+
+@st.composite
+def listing_bodies(draw: st.DrawFn) -> bytes:
+    """Envelope-shaped JSON in any spacing, with duplicate keys allowed, sometimes cut or spoilt."""
+    members = draw(envelope_members)
+    space = draw(st.sampled_from(["", " ", "\n  "]))
+    text = (
+        "{"
+        + ",".join(f"{space}{json.dumps(k)}{space}:{space}{json.dumps(v)}" for k, v in members)
+        + space
+        + "}"
+    )
+    text = draw(st.sampled_from(["", " ", "\ufeff"])) + text
+    body = text.encode()
+    cut = draw(st.none() | st.integers(0, len(body)))
+    if cut is not None:
+        body = body[:cut] + draw(st.sampled_from([b"", b"}", b",", b"]", b"x"])) + body[cut:]
+    return body
+
+
+def outcome(parse: Any, body: bytes) -> Any:
+    try:
+        return parse(body)
+    except ValueError as exc:
+        return str(exc)
+
+
+@given(listing_bodies())
+@settings(deadline=None)
+def test_a_scanned_listing_says_what_the_whole_document_says(body: bytes) -> None:
+    """`parse_listing` accepts and refuses exactly what `parse_envelope` does, with the same words."""
+    whole, scanned = outcome(parse_envelope, body), outcome(parse_listing, body)
+    if isinstance(whole, str):
+        assert scanned == whole
+        return
+    envelope, items = scanned
+    assert (envelope.status, envelope.reason) == (whole.status, whole.reason)
+    if isinstance(whole.data, list):
+        assert items is not None
+        assert envelope.data is None
+        assert list(items) == whole.data
+        assert items.flow_ids == [listed_flow_id(item) for item in whole.data]
+    else:
+        assert items is None
+        assert envelope.data == whole.data
+
+
+def test_a_listing_keeps_its_items_as_text() -> None:
+    """Scanning notes where each item is; the items are decoded again only when iterated."""
+    body = b'{"status":"0","data":[{"flowId":1,"name":"a"} , {"flowId":"2"}]}'
+    envelope, items = parse_listing(body)
+    assert envelope.ok
+    assert items is not None
+    assert [items.text[items.bounds[i] : items.bounds[i + 1]] for i in (0, 2)] == [
+        '{"flowId":1,"name":"a"}',
+        '{"flowId":"2"}',
+    ]
+    assert (len(items), items.flow_ids, list(items)) == (
+        2,
+        [1, 2],
+        [{"flowId": 1, "name": "a"}, {"flowId": "2"}],
+    )
