@@ -610,32 +610,23 @@ def run_memory(ctx: Context, stack: ExitStack) -> None:
             dbs = stack.enter_context(
                 dropping(ScratchDatabases(kind, ctx.workdir, args.postgres_url), args.keep)
             )
-            for size in sizes:
-                url = dbs.create(f"flowsync_memory{size}")
+            # Explicit IDs at each size, then `all` mode at the largest (compare with `all` at N above).
+            runs = [("d", size, f"flowsync_memory{size}") for size in sizes] + [
+                ("all-d", n, "flowsync_memory_all")
+            ]
+            for workload, size, tag in runs:
+                url = dbs.create(tag)
                 upgrade(ctx, url)
                 run_flowsync(
                     ctx,
                     sim,
                     database=kind,
                     url=url,
-                    workload="d",
+                    workload=workload,
                     flows=size,
                     concurrency=args.memory_concurrency,
                     expect=expect_counts(created=size, failed=0),
                 )
-            # `all` mode at the largest N: one listing of every flow (compare with `all` at N above).
-            url = dbs.create("flowsync_memory_all")
-            upgrade(ctx, url)
-            run_flowsync(
-                ctx,
-                sim,
-                database=kind,
-                url=url,
-                workload="all-d",
-                flows=n,
-                concurrency=args.memory_concurrency,
-                expect=expect_counts(created=n, failed=0),
-            )
 
 
 @contextmanager
