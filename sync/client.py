@@ -44,6 +44,8 @@ CLOCK_CODE = "-16"
 LIST_ENDPOINT = "flow/list"
 _DECODE_BATCH = 500
 USER_AGENT = f"flowsync/{__version__}"
+# Only the encodings httpx decodes by itself: an HTTP library underneath may offer more (zstd).
+EXTRA_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
 TRANSIENT_CODES = {"-18": "server-side system error"}
 
 
@@ -60,7 +62,7 @@ class Backoff:
 class _Scrubber:
     """Masks what this request sent that must never be repeated (its Sign, the secret)."""
 
-    secrets: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)
 
     def __call__(self, text: str) -> str:
         for secret in self.secrets:
@@ -317,7 +319,7 @@ class FlowApiClient:
         """Headers for `timestamp`, built once per second: every request within it signs the same."""
         signature = self._signature
         if signature is None or signature.timestamp != timestamp:
-            headers = signed_headers(self._api_key, self._api_secret, timestamp) | {"User-Agent": USER_AGENT}
+            headers = signed_headers(self._api_key, self._api_secret, timestamp) | EXTRA_HEADERS
             # Text the server sends back (reason, status phrase) could echo what we sent.
             scrub = _Scrubber((headers["Sign"], self._api_secret.get_secret_value()))
             encoded = [(name.encode("ascii"), value.encode("ascii")) for name, value in headers.items()]

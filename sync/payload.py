@@ -186,7 +186,10 @@ def parse_listing(body: bytes) -> tuple[Envelope, ListedItems | None]:
     try:
         scanned = _scan_envelope(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(_not_json(body, exc)) from exc
+        # The scan found the body is not JSON; json.loads says why, in its own words (which
+        # change between Python versions), exactly as for any other answer.
+        parse_envelope(body)
+        raise ValueError(_not_json(body, exc)) from exc  # pragma: no cover - parse_envelope raised
     except RecursionError as exc:
         raise ValueError("body nests too deeply") from exc
     if scanned is None:  # not an object: let the general parser say what it is

@@ -25,7 +25,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        # Each dialect's types are imported with that dialect only: a SQLite run loads neither.
+        # Each dialect's types are imported when that dialect uses them, not by every run.
         if dialect.name == "postgresql":
             from sqlalchemy.dialects import postgresql  # noqa: PLC0415
 

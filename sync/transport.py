@@ -9,9 +9,10 @@ body whole in one call and leaves the deadline to the caller (the API client
 bounds every request as a whole), so no per-request aiohttp timeout, stream
 wrapper or cookie handling is built.
 
-TLS certificates are always verified. Cookies are neither kept nor sent, redirects
-are not followed, and a compressed body is handed to httpx still compressed, so
-httpx decodes it exactly as it would over its own transport.
+TLS certificates are always verified, against the same CA bundle httpx uses.
+Cookies are neither kept nor sent, redirects are not followed, and a compressed
+body is handed to httpx still compressed, so httpx decodes it as it would over its
+own transport (the API client asks only for the encodings httpx can decode).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=True)
+        # httpx's own TLS settings: certifi's CA bundle (or SSL_CERT_FILE / SSL_CERT_DIR), verified.
+        connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=httpx.create_ssl_context())
         self._session = aiohttp.ClientSession(
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),

@@ -216,6 +216,22 @@ def test_every_request_is_signed(clock_s: float, offset_s: float, timestamp: int
         assert request.headers["Timestamp"] == str(timestamp)
         assert request.headers["Sign"] == md5_sign(KEY, SECRET, timestamp)
         assert request.headers["Content-Type"] == "application/json;charset=UTF-8"
+        assert request.headers["Accept-Encoding"] == "gzip, deflate", "only what httpx decodes by itself"
+
+
+def test_what_the_client_keeps_does_not_show_the_secret_or_a_sign() -> None:
+    """The per-second signature cache and its scrubber print neither the Sign nor the secret."""
+    api = ScriptedApi(success())
+
+    async def kept() -> str:
+        async with api.client() as client:
+            await client.flow_details(7)
+            return repr(vars(client))
+
+    text = asyncio.run(kept())
+    assert "_signature" in text
+    assert SECRET not in text
+    assert not any(sign in text for sign in api.signs)
 
 
 def test_secret_is_never_sent() -> None:
