@@ -95,14 +95,35 @@ class NoProgress:
         pass
 
 
-@contextmanager
-def _responsive_event_loop() -> Iterator[None]:
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, RUN_SWITCH_INTERVAL_S))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
+class _SwitchInterval:
+    """Shortens the interpreter's switch interval while at least one run is in progress in the process.
+
+    Runs may overlap (a library user syncing two databases from two threads): the interval
+    the process had is restored when the last of them ends, not when the first does.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs = 0
+        self._saved = sys.getswitchinterval()
+
+    @contextmanager
+    def shortened(self) -> Iterator[None]:
+        with self._lock:
+            if self._runs == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, RUN_SWITCH_INTERVAL_S))
+            self._runs += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._runs -= 1
+                if self._runs == 0:
+                    sys.setswitchinterval(self._saved)
+
+
+_switch_interval = _SwitchInterval()
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +176,7 @@ async def run_sync(
     finished = False
     try:
         state.counts.requested = requested
-        with _responsive_event_loop():
+        with _switch_interval.shortened():
             if selection.everything:
                 await job.sync_listing()
             else:

@@ -6,7 +6,7 @@ import random
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from sync.database import create_engine
 from sync.errors import LockHeld, SchemaError
 from sync.lock import run_lock
 from sync.outcomes import RunCounts
-from sync.run import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport
+from sync.run import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport, _SwitchInterval
 from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, FaultKind, SimulatorHandle
 from tests.conftest import settings_for
@@ -442,4 +442,17 @@ def test_a_run_shortens_the_thread_switch_interval_only_while_it_runs(
     probe = SwitchIntervalProbe()
     sync(settings_for(sim, database_url), engine, progress=probe)
     assert probe.seen == {min(before, RUN_SWITCH_INTERVAL_S)}
+    assert sys.getswitchinterval() == before
+
+
+def test_overlapping_runs_restore_the_switch_interval_when_the_last_one_ends() -> None:
+    """Two runs in one process (two databases, two threads) end in any order: the interval comes back."""
+    interval = _SwitchInterval()
+    before = sys.getswitchinterval()
+    first, second = ExitStack(), ExitStack()
+    first.enter_context(interval.shortened())
+    second.enter_context(interval.shortened())
+    first.close()
+    assert sys.getswitchinterval() == min(before, RUN_SWITCH_INTERVAL_S), "the second run is still going"
+    second.close()
     assert sys.getswitchinterval() == before
