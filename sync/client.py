@@ -42,7 +42,6 @@ ACCOUNT_HINTS = {
 }
 CLOCK_CODE = "-16"
 LIST_ENDPOINT = "flow/list"
-_DECODE_BATCH = 500
 USER_AGENT = f"flowsync/{__version__}"
 # Only the encodings httpx decodes by itself: an HTTP library underneath may offer more (zstd).
 EXTRA_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
@@ -107,14 +106,19 @@ class Listing:
         """Every listed flow, including those whose content did not validate."""
         return set(self.ids)
 
-    def batches(self, size: int) -> Iterator[list[tuple[int, ApiFlow | PayloadError]]]:
-        """The listed flows in order, each validated: the flow, or a `PayloadError` saying what is bad."""
-        batch: list[tuple[int, ApiFlow | PayloadError]] = []
+    def validated(self) -> Iterator[tuple[int, ApiFlow | PayloadError]]:
+        """The listed flows in order, each decoded and validated: the flow, or what is wrong with it."""
         for flow_id, item in zip(self.ids, self.items, strict=True):
             try:
-                batch.append((flow_id, parse_flow(item)))
+                yield flow_id, parse_flow(item)
             except ValueError as exc:
-                batch.append((flow_id, PayloadError(str(exc), endpoint=LIST_ENDPOINT, flow_id=flow_id)))
+                yield flow_id, PayloadError(str(exc), endpoint=LIST_ENDPOINT, flow_id=flow_id)
+
+    def batches(self, size: int) -> Iterator[list[tuple[int, ApiFlow | PayloadError]]]:
+        """`validated`, `size` flows at a time."""
+        batch: list[tuple[int, ApiFlow | PayloadError]] = []
+        for validated in self.validated():
+            batch.append(validated)
             if len(batch) == size:
                 yield batch
                 batch = []
@@ -124,12 +128,12 @@ class Listing:
     @property
     def flows(self) -> list[ApiFlow]:
         """Every listed flow whose content validated (decodes the whole listing)."""
-        return [f for batch in self.batches(_DECODE_BATCH) for _, f in batch if isinstance(f, ApiFlow)]
+        return [f for _, f in self.validated() if isinstance(f, ApiFlow)]
 
     @property
     def invalid(self) -> list[PayloadError]:
         """Every listed flow whose content did not validate (decodes the whole listing)."""
-        return [f for batch in self.batches(_DECODE_BATCH) for _, f in batch if isinstance(f, PayloadError)]
+        return [f for _, f in self.validated() if isinstance(f, PayloadError)]
 
 
 class FlowApiClient:

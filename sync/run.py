@@ -180,7 +180,7 @@ async def run_sync(
             if selection.everything:
                 await job.sync_listing()
             else:
-                await job.sync_ids(iter(selection), concurrency)
+                await job.sync_ids(iter(selection))
         if state.account_error is not None:
             error = state.account_error
             await asyncio.to_thread(store.record_run_error, engine, run_id, clock(), error)
@@ -264,14 +264,14 @@ class _Job:
     def __post_init__(self) -> None:
         self._network_failures = _FailureStreak(max(UNREACHABLE_AFTER, 2 * self.concurrency))
 
-    async def sync_ids(self, flow_ids: Iterator[int], concurrency: int) -> None:
-        """Fetch the given IDs, `concurrency` at a time, writing results as they arrive."""
+    async def sync_ids(self, flow_ids: Iterator[int]) -> None:
+        """Fetch the given IDs, `self.concurrency` at a time, writing results as they arrive."""
         self.progress.start(self.state.counts.requested)
-        queue: asyncio.Queue[FetchResult | None] = asyncio.Queue(maxsize=concurrency + BATCH_SIZE)
+        queue: asyncio.Queue[FetchResult | None] = asyncio.Queue(maxsize=self.concurrency + BATCH_SIZE)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write_from(queue))
             self._fetchers = [
-                asyncio.create_task(self._fetch_into(flow_ids, queue)) for _ in range(concurrency)
+                asyncio.create_task(self._fetch_into(flow_ids, queue)) for _ in range(self.concurrency)
             ]
             watcher = asyncio.create_task(self._cancel_fetchers_on_stop())
             try:

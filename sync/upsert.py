@@ -19,7 +19,8 @@ def upsert(
     key = [column.name for column in table.primary_key.columns]
     update = [c.name for c in table.columns if c.name not in key and c.name not in keep]
     dialect = connection.dialect.name
-    # The dialect's module is already loaded by its engine; importing it here keeps the others unloaded.
+    # The dialect's module is already loaded by its engine; importing it here spares a SQLite run
+    # from loading PostgreSQL's.
     if dialect in ("mysql", "mariadb"):
         mysql_insert = import_module("sqlalchemy.dialects.mysql").insert(table)
         statement: Any = mysql_insert.on_duplicate_key_update({c: mysql_insert.inserted[c] for c in update})
