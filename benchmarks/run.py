@@ -647,7 +647,7 @@ def warm_up(ctx: Context) -> None:
         [PYTHON, "-m", "benchmarks.simulator_process", "--help"],
         [PYTHON, "-m", "benchmarks.load", "--help"],
         [PYTHON, "-m", "benchmarks.peers.vendor_sample", "--help"],
-        [PYTHON, "-c", "import sync.cli, sync.service, sync.migrate, psycopg, requests"],
+        [PYTHON, "-c", "import sync.cli.commands, sync.app.jobs, sync.store.migrate, psycopg, requests"],
     ):
         ctx.child(command, "warmup")
     if "dlt" in ctx.args.peers:

@@ -13,9 +13,9 @@ import os
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from sync.config import load_settings
-from sync.database import create_engine
-from sync.schema import metadata
+from sync.app.settings import load_settings
+from sync.store.database import create_engine
+from sync.store.schema import metadata
 
 
 def run_migrations(connection: Connection) -> None:

@@ -1,5 +1,5 @@
 """`python -m sync` is the `flowsync` command."""
 
-from sync.cli import main
+from sync.cli.commands import main
 
 main()

@@ -21,12 +21,12 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine, make_url
 
-from sync import migrate
-from sync.config import Settings
-from sync.database import create_engine
-from sync.database import database_url as url_with_driver
-from sync.flow_ids import parse_flow_ids
+from sync.app.settings import Settings
+from sync.core.selection import parse_flow_ids
 from sync.simulator import SimulatorConfig, SimulatorHandle, running_simulator
+from sync.store import migrate
+from sync.store.database import create_engine
+from sync.store.database import database_url as url_with_driver
 
 SERVER_ENV = {
     "postgresql": "FLOWSYNC_TEST_POSTGRES_URL",  # e.g. postgresql://postgres@127.0.0.1:5432/postgres

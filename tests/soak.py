@@ -25,17 +25,18 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from sync import migrate, service
-from sync.client import Backoff
-from sync.config import Settings
-from sync.database import create_engine
-from sync.diff import apply_changes
-from sync.flow_ids import ALL, parse_flow_ids
-from sync.payload import parse_flow
-from sync.schema import flow_history, flows, sync_runs
+from sync.app import jobs
+from sync.app.settings import Settings
+from sync.core.diff import apply_changes
+from sync.core.selection import ALL, parse_flow_ids
+from sync.core.snapshot import from_json
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.simulator.catalog import random_flow
-from sync.snapshot import from_json, normalize
+from sync.store import migrate
+from sync.store.database import create_engine
+from sync.store.schema import flow_history, flows, sync_runs
+from sync.vendor.client import Backoff
+from sync.vendor.payload import normalize, parse_flow
 from tests.tables import stored_snapshots
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
@@ -109,7 +110,7 @@ def soak(database_url: str, *, runs: int, flows_count: int, fault_rate: float, s
             for number in range(runs):
                 _between_runs(sim, rng, number, flapping)
                 settings = _settings(sim, database_url, all_flows=number % 4 == 3)
-                result = service.sync_once(settings, engine, triggered_by="schedule", backoff=FAST)
+                result = jobs.sync_once(settings, engine, triggered_by="schedule", backoff=FAST)
                 report.run_statuses[result.status] += 1
                 if result.status == "failed":
                     report.failed_because[(result.error_message or "").split(":")[0]] += 1

@@ -6,10 +6,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sync.payload import parse_flow
-from sync.schema import flow_nodes, flows
 from sync.simulator import SimulatorHandle
-from sync.snapshot import normalize
+from sync.store.schema import flow_nodes, flows
+from sync.vendor.payload import normalize, parse_flow
 
 
 def stored_snapshots(connection: sa.Connection) -> dict[int, dict[str, Any]]:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync.database import create_engine
-from sync.lock import run_lock
 from sync.simulator import Fault, FaultKind, SimulatorHandle
+from sync.store.database import create_engine
+from sync.store.run_lock import run_lock
 from tests.process import flowsync, flowsync_env
 
 CONTRACT_COMMANDS = ["db", "sync", "run", "status", "history", "demo", "fake-api"]

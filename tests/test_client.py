@@ -1,4 +1,4 @@
-"""The vendor API client (`sync.client.FlowApiClient`), specified from the outside.
+"""The vendor API client (`sync.vendor.client.FlowApiClient`), specified from the outside.
 
 Two kinds of server answer it. A scripted vendor behind `httpx.MockTransport` pins
 down signing, classification, retries and `Retry-After` exactly; it records every
@@ -29,7 +29,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from sync.client import Backoff, FlowApiClient, Listing
 from sync.errors import (
     AccountError,
     ApiError,
@@ -38,7 +37,6 @@ from sync.errors import (
     PayloadError,
     TransientError,
 )
-from sync.payload import ApiFlow, ApiNode
 from sync.simulator import (
     Fault,
     FaultKind,
@@ -46,6 +44,8 @@ from sync.simulator import (
     SimulatorHandle,
     running_simulator,
 )
+from sync.vendor.client import Backoff, FlowApiClient, Listing
+from sync.vendor.payload import ApiFlow, ApiNode
 
 BASE_URL = "https://api.vendor.test/otp"
 KEY = "key-4711"
@@ -72,7 +72,7 @@ Answer = Callable[[httpx.Request], httpx.Response]
 
 
 def md5_sign(key: str, secret: str, timestamp: int) -> str:
-    """The vendor's documented signature, computed independently of `sync.signing`."""
+    """The vendor's documented signature, computed independently of `sync.vendor.signing`."""
     return hashlib.md5(f"{key}{secret}{timestamp}".encode(), usedforsecurity=False).hexdigest()
 
 

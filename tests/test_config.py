@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from sync.config import Settings, load_settings
+from sync.app.settings import Settings, load_settings
+from sync.core.selection import ALL, parse_flow_ids
 from sync.errors import ConfigError
-from sync.flow_ids import ALL, parse_flow_ids
 
 SECRET = "Zq9-sEcReT-4f1d-NEVER-PRINT"  # distinctive enough that finding it anywhere is a leak
 

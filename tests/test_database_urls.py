@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sync.database import database_url, safe_url
+from sync.store.database import database_url, safe_url
 
 
 @pytest.mark.parametrize(

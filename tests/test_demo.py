@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sync.demo import DB_NAME, run_demo
+from sync.cli.demo import DB_NAME, run_demo
 
 
 def test_the_demo_tours_every_event_and_outcome(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sync.flow_ids import ALL, FlowSelection, parse_flow_ids
+from sync.core.selection import ALL, FlowSelection, parse_flow_ids
 
 BIGGEST_FLOW_ID = 2**63 - 1  # flow IDs are BIGINT in every table, and the API's flowId is refused beyond
 

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync.schema import flow_history, flows
 from sync.simulator import SimulatorHandle
+from sync.store.schema import flow_history, flows
 from tests.conftest import settings_for
 from tests.tables import served_snapshot, stored_snapshot
 from tests.test_sync_run import rows, sync

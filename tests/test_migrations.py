@@ -6,9 +6,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from sync import migrate
-from sync.database import create_engine
-from sync.schema import SCHEMA_REVISIONS, metadata
+from sync.store import migrate
+from sync.store.database import create_engine
+from sync.store.schema import SCHEMA_REVISIONS, metadata
 
 CONTRACT_TABLES = {
     "flows": {

@@ -62,7 +62,8 @@ def test_db_upgrade_from_the_installed_package_in_another_directory(
 
 def test_a_sync_does_not_load_what_only_other_commands_need() -> None:
     """`flowsync sync` from cron starts without Alembic, the scheduler, the simulator or the demo."""
-    modules = ("alembic", "apscheduler.schedulers", "sync.simulator", "sync.demo", "sync.migrate")
-    probe = f"import sys, sync.cli, sync.service; print(*(m for m in {modules!r} if m in sys.modules))"
+    modules = ("alembic", "apscheduler.schedulers", "sync.simulator", "sync.cli.demo", "sync.store.migrate")
+    imports = "import sys, sync.cli.commands, sync.app.jobs"
+    probe = f"{imports}; print(*(m for m in {modules!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert loaded.stdout.split() == []

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.payload import ApiFlow, ApiNode, listed_flow_id, parse_envelope, parse_flow, parse_listing
+from sync.vendor.payload import ApiFlow, ApiNode, listed_flow_id, parse_envelope, parse_flow, parse_listing
 
 VENDOR_EXAMPLE = b"""{
 "status": "0",

@@ -9,10 +9,9 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from sync.payload import parse_flow
-from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
-from sync.snapshot import normalize
+from sync.store.schema import flow_history, flows, sync_runs
+from sync.vendor.payload import normalize, parse_flow
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
 from tests.tables import assert_every_flow_whole, stored_snapshots
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from sync.reports import describe_change, describe_event
+from sync.store.reports import describe_change, describe_event
 
 SMS = {"waiting_time": 30, "status": 1, "channel": "sms", "channel_cut": 0}
 CALL = {"waiting_time": 60, "status": 2, "channel": "call", "channel_cut": 1}

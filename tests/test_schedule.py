@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from sync.schedule import crontab_trigger, next_runs, translate_weekday, worker_trigger
+from sync.app.schedule import crontab_trigger, next_runs, translate_weekday, worker_trigger
 
 NOW = datetime(2024, 1, 3, 10, 17, 30, tzinfo=UTC)  # a Wednesday
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from sync import migrate
-from sync.database import create_engine
+from sync.core.outcomes import RunCounts
 from sync.errors import LockHeld
-from sync.lock import run_lock
-from sync.outcomes import RunCounts
-from sync.schema import flow_history, flows, sync_runs
 from sync.simulator import Fault, SimulatorConfig, running_simulator
+from sync.store import migrate
+from sync.store.database import create_engine
+from sync.store.run_lock import run_lock
+from sync.store.schema import flow_history, flows, sync_runs
 from tests.conftest import backend_of, database_url_for, server_admin_url
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
 from tests.tables import assert_every_flow_whole

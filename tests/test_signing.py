@@ -1,11 +1,11 @@
-"""Request signing (`sync.signing`): the vendor's `Sign` and the headers every request carries."""
+"""Request signing (`sync.vendor.signing`): the vendor's `Sign` and the headers every request carries."""
 
 from __future__ import annotations
 
 import pytest
 from pydantic import SecretStr
 
-from sync.signing import sign, signed_headers
+from sync.vendor.signing import sign, signed_headers
 
 # Expected values computed once, outside flowsync, as md5(key + secret + timestamp) in lowercase hex.
 VECTORS = [

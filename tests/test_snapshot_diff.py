@@ -15,17 +15,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.diff import Change, apply_changes, diff
-from sync.payload import parse_flow
-from sync.snapshot import (
+from sync.core.diff import Change, apply_changes, diff
+from sync.core.snapshot import (
     NODE_FIELDS,
     FlowSnapshot,
     NodeSnapshot,
     canonical_json,
     content_hash,
     from_json,
-    normalize,
 )
+from sync.vendor.payload import normalize, parse_flow
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 

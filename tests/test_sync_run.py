@@ -15,16 +15,16 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync import service
-from sync.client import Backoff
-from sync.config import Settings
-from sync.database import create_engine
+from sync.app import jobs
+from sync.app.settings import Settings
+from sync.core.outcomes import RunCounts
 from sync.errors import LockHeld, SchemaError
-from sync.lock import run_lock
-from sync.outcomes import RunCounts
-from sync.run import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport, _SwitchInterval
-from sync.schema import flow_history, flows, sync_runs
+from sync.pipeline.loop import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport, _SwitchInterval
 from sync.simulator import Fault, FaultKind, SimulatorHandle
+from sync.store.database import create_engine
+from sync.store.run_lock import run_lock
+from sync.store.schema import flow_history, flows, sync_runs
+from sync.vendor.client import Backoff
 from tests.conftest import settings_for
 from tests.tables import served_snapshot, stored_snapshot
 
@@ -32,7 +32,7 @@ FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
 
 def sync(settings: Settings, engine: Engine, **kwargs: Any) -> RunReport:
-    return service.sync_once(settings, engine, triggered_by="manual", backoff=FAST, **kwargs)
+    return jobs.sync_once(settings, engine, triggered_by="manual", backoff=FAST, **kwargs)
 
 
 def rows(engine: Engine, table: sa.Table, *order: str) -> list[dict[str, Any]]:
@@ -375,7 +375,7 @@ def test_an_account_error_cancels_fetches_still_retrying(
     sim.faults.persist(1, Fault.api("-1"))
     settings = settings_for(sim, database_url, "1-20", concurrency=8, retries=3)
     slow_retries = Backoff(initial_s=0.5, max_s=1.0, retry_after_cap_s=1.0)
-    report = service.sync_once(settings, engine, triggered_by="manual", backoff=slow_retries)
+    report = jobs.sync_once(settings, engine, triggered_by="manual", backoff=slow_retries)
     assert report.status == "failed"
     assert sim.stats.requests["details"] <= 8
     events = [(h["event"], h["flow_id"], h["error_code"]) for h in rows(engine, flow_history, "id")]
@@ -402,7 +402,7 @@ def test_a_stop_during_retries_records_no_failures(
 
     settings = settings_for(sim, database_url, "1-20", concurrency=4)
     patient = Backoff(initial_s=1, max_s=60, retry_after_cap_s=60)
-    report = service.sync_once(
+    report = jobs.sync_once(
         settings, engine, triggered_by="manual", backoff=patient, stop=stop, progress=StopWhenStarted()
     )
     assert report.status == "failed"

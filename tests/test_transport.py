@@ -22,9 +22,9 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from sync.client import FlowApiClient
 from sync.errors import TransientError
-from sync.transport import AiohttpTransport
+from sync.vendor.client import FlowApiClient
+from sync.vendor.transport import AiohttpTransport
 
 
 @asynccontextmanager

@@ -32,15 +32,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from sync import signing
-from sync.flow_ids import parse_flow_ids
+from sync.core.selection import parse_flow_ids
+from sync.vendor import signing
 
 API_KEY, API_SECRET = "demo-key", "demo-secret"
 PIPELINE_NAME = "flowsync_bench_dlt"
 
 
 def signed_headers(api_key: str, api_secret: str) -> dict[str, str]:
-    """The vendor's headers for a request now (the same signing as flowsync's, from sync.signing)."""
+    """The vendor's headers for a request now (the same signing as flowsync's, from sync.vendor.signing)."""
     return signing.signed_headers(api_key, SecretStr(api_secret), int(time.time()))
 
 

@@ -30,17 +30,17 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 
-from sync import signing
-from sync.database import create_engine
-from sync.flow_ids import parse_flow_ids
-from sync.schema import flow_nodes, flows
+from sync.core.selection import parse_flow_ids
+from sync.store.database import create_engine
+from sync.store.schema import flow_nodes, flows
+from sync.vendor import signing
 
 API_KEY, API_SECRET = "demo-key", "demo-secret"
 Fetch = Callable[[str, dict[str, str], float], Any]
 
 
 def signed_headers() -> dict[str, str]:
-    """The vendor's headers for a request now (the same signing as flowsync's, from sync.signing)."""
+    """The vendor's headers for a request now (the same signing as flowsync's, from sync.vendor.signing)."""
     return signing.signed_headers(API_KEY, SecretStr(API_SECRET), int(time.time()))
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import sync.sqltypes
+import sync.store.sqltypes
 
 
 revision: str = "0001"
@@ -28,10 +28,10 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=255), nullable=False),
         sa.Column("node_count", sa.Integer(), nullable=False),
         sa.Column("content_hash", sa.String(length=64), nullable=False),
-        sa.Column("first_seen_at", sync.sqltypes.UtcDateTime(), nullable=False),
-        sa.Column("last_changed_at", sync.sqltypes.UtcDateTime(), nullable=False),
-        sa.Column("last_fetched_at", sync.sqltypes.UtcDateTime(), nullable=True),
-        sa.Column("deleted_at", sync.sqltypes.UtcDateTime(), nullable=True),
+        sa.Column("first_seen_at", sync.store.sqltypes.UtcDateTime(), nullable=False),
+        sa.Column("last_changed_at", sync.store.sqltypes.UtcDateTime(), nullable=False),
+        sa.Column("last_fetched_at", sync.store.sqltypes.UtcDateTime(), nullable=True),
+        sa.Column("deleted_at", sync.store.sqltypes.UtcDateTime(), nullable=True),
         sa.Column("sync_state", sa.String(length=16), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("flow_id", name=op.f("pk_flows")),
@@ -44,8 +44,8 @@ def upgrade() -> None:
         sa.Column(
             "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
         ),
-        sa.Column("started_at", sync.sqltypes.UtcDateTime(), nullable=False),
-        sa.Column("finished_at", sync.sqltypes.UtcDateTime(), nullable=True),
+        sa.Column("started_at", sync.store.sqltypes.UtcDateTime(), nullable=False),
+        sa.Column("finished_at", sync.store.sqltypes.UtcDateTime(), nullable=True),
         sa.Column("triggered_by", sa.String(length=16), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("flows_requested", sa.Integer(), nullable=False),
@@ -73,7 +73,7 @@ def upgrade() -> None:
         ),
         sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
         sa.Column("flow_id", sa.BigInteger(), nullable=True),
-        sa.Column("occurred_at", sync.sqltypes.UtcDateTime(), nullable=False),
+        sa.Column("occurred_at", sync.store.sqltypes.UtcDateTime(), nullable=False),
         sa.Column("event", sa.String(length=16), nullable=False),
         sa.Column("changes", sa.JSON(none_as_null=True), nullable=True),
         sa.Column("snapshot", sa.JSON(none_as_null=True), nullable=True),

@@ -12,7 +12,7 @@ application), `runner` (background thread or foreground process).
 from sync.simulator.catalog import Evolution, Flow, FlowCatalog
 from sync.simulator.faults import LIST, Fault, FaultKind, FaultPlan
 from sync.simulator.runner import SimulatorHandle, running_simulator, serve_forever
-from sync.simulator.server import Simulator, SimulatorConfig, SimulatorStats, sign
+from sync.simulator.server import Simulator, SimulatorConfig, SimulatorStats
 
 __all__ = [
     "LIST",
@@ -28,5 +28,4 @@ __all__ = [
     "SimulatorStats",
     "running_simulator",
     "serve_forever",
-    "sign",
 ]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import json
 import re
@@ -24,9 +23,11 @@ from http.client import responses
 from typing import Any
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from sync.simulator.catalog import Flow, FlowCatalog
 from sync.simulator.faults import LIST, Fault, FaultKind, FaultPlan, Target
+from sync.vendor.signing import sign
 
 JSON_CONTENT_TYPE = "application/json;charset=UTF-8"
 # English renderings of the vendor's status table (its page is in Chinese).
@@ -119,11 +120,6 @@ class SimulatorStats:
             if listing:
                 self._served.update(dict.fromkeys(self._served.keys() - flows.keys()))
             self._served.update(flows)
-
-
-def sign(api_key: str, api_secret: str, timestamp: str) -> str:
-    """The vendor's `Sign`: lowercase hex MD5 of the plain concatenation (its protocol, not our choice)."""
-    return hashlib.md5((api_key + api_secret + timestamp).encode(), usedforsecurity=False).hexdigest()
 
 
 def _envelope(status: str, data: Any = None, reason: str | None = None) -> Envelope:
@@ -229,7 +225,7 @@ class Simulator:
 
     def _expected_sign(self, timestamp: str) -> str:
         if self._sign is None or self._sign[0] != timestamp:
-            self._sign = (timestamp, sign(self.config.api_key, self.config.api_secret, timestamp))
+            self._sign = (timestamp, sign(self.config.api_key, SecretStr(self.config.api_secret), timestamp))
         return self._sign[1]
 
     def _refusal(self, request: web.Request) -> str | None:

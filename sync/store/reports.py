@@ -15,9 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from sync.database import reading
-from sync.schema import flow_history, flows, sync_runs
-from sync.snapshot import NODE_FIELDS
+from sync.core.snapshot import NODE_FIELDS
+from sync.store.database import reading
+from sync.store.schema import flow_history, flows, sync_runs
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sync import migrate, reports, service
-from sync.client import Backoff
-from sync.config import Settings
-from sync.database import create_engine
+from sync.app import jobs
+from sync.app.settings import Settings
+from sync.cli.render import flows_table, history_table, runs_table
+from sync.core.selection import ALL, parse_flow_ids
 from sync.errors import FlowsyncError
-from sync.flow_ids import ALL, parse_flow_ids
-from sync.render import flows_table, history_table, runs_table
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
+from sync.store import migrate, reports
+from sync.store.database import create_engine
+from sync.vendor.client import Backoff
 
 DB_NAME = "flowsync-demo.db"
 # Short waits keep the tour quick; a real deployment uses the defaults.
@@ -110,9 +111,7 @@ def run_demo(directory: Path, console: Console) -> None:
                 round_.prepare(sim)
                 run_settings = settings.model_copy(update={"flow_ids": ALL}) if round_.all_flows else settings
                 try:
-                    report = service.sync_once(
-                        run_settings, engine, triggered_by="demo", backoff=DEMO_BACKOFF
-                    )
+                    report = jobs.sync_once(run_settings, engine, triggered_by="demo", backoff=DEMO_BACKOFF)
                 except FlowsyncError as exc:
                     console.print(f"[red]run not started:[/] {exc}")
                     continue

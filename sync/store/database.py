@@ -21,7 +21,7 @@ from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import ConfigError, SchemaError, StoreError
-from sync.schema import alembic_version
+from sync.store.schema import alembic_version
 
 SQLITE_BUSY_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 10

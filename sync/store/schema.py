@@ -22,7 +22,7 @@ from sqlalchemy import (
     Text,
 )
 
-from sync.sqltypes import BigId, UtcDateTime
+from sync.store.sqltypes import BigId, UtcDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -39,7 +39,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # test compares it with the scripts). Add each new migration's revision at the end.
 SCHEMA_REVISIONS = ("0001",)
 
-# Where Alembic records the revision a database is at; read by `sync.database`, written by Alembic.
+# Where Alembic records the revision a database is at; read by `sync.store.database`, written by Alembic.
 alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
 
 # MariaDB/MySQL default to a 3-byte "utf8" on some installs: names with emoji need utf8mb4.

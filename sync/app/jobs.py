@@ -15,12 +15,12 @@ from contextlib import contextmanager
 import httpx
 from sqlalchemy.engine import Engine
 
-from sync.client import Backoff, FlowApiClient
-from sync.config import Settings
-from sync.database import check_schema, create_engine
-from sync.lock import run_lock
-from sync.run import Progress, RunReport, run_sync
-from sync.schema import SCHEMA_REVISIONS
+from sync.app.settings import Settings
+from sync.pipeline.loop import Progress, RunReport, run_sync
+from sync.store.database import check_schema, create_engine
+from sync.store.run_lock import run_lock
+from sync.store.schema import SCHEMA_REVISIONS
+from sync.vendor.client import Backoff, FlowApiClient
 
 log = logging.getLogger(__name__)
 

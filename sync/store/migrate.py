@@ -16,17 +16,18 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
-from sync.lock import run_lock
+from sync.store.run_lock import run_lock
 
 UPGRADE_LOCK_WAIT_S = 60.0
 
 
 def script_location() -> str:
     """Where the migration scripts are, installed or in a checkout."""
-    packaged = Path(str(resources.files("sync"))) / "migrations"
+    package = Path(str(resources.files("sync")))
+    packaged = package / "migrations"
     if (packaged / "env.py").is_file():
         return str(packaged)
-    return str(Path(__file__).resolve().parent.parent / "migrations")
+    return str(package.parent / "migrations")
 
 
 def alembic_config(engine: Engine | None = None) -> Config:

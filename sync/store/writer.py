@@ -23,13 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from sync.database import short_error
-from sync.diff import diff
+from sync.core.diff import diff
+from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.core.snapshot import FlowSnapshot, NodeSnapshot
 from sync.errors import ApiError, StoreError
-from sync.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
-from sync.schema import flow_history, flow_nodes, flows, sync_runs
-from sync.snapshot import FlowSnapshot, NodeSnapshot
-from sync.upsert import upsert
+from sync.store.database import short_error
+from sync.store.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.store.upsert import upsert
 
 MAX_MESSAGE_CHARS = 1000
 

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.database import safe_url, short_error, sqlite_path
 from sync.errors import LockHeld, StoreError
+from sync.store.database import safe_url, short_error, sqlite_path
 
 POLL_S = 0.1
 

@@ -23,13 +23,14 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from sync import __version__, service
-from sync.config import Settings, load_settings
-from sync.database import safe_url, schema_revisions
+from sync import __version__
+from sync.app import jobs
+from sync.app.settings import Settings, load_settings
+from sync.cli.logs import configure_logging
+from sync.cli.progress_bar import progress_for
+from sync.core.selection import MAX_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
-from sync.flow_ids import MAX_FLOW_ID
-from sync.logs import configure_logging
-from sync.progress import progress_for
+from sync.store.database import safe_url, schema_revisions
 
 log = logging.getLogger("sync")
 
@@ -128,11 +129,11 @@ def db() -> None:
 @pass_context
 def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
     """Bring the schema to the latest migration; safe to repeat."""
-    from sync import migrate
+    from sync.store import migrate
 
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
-        with service.database(settings) as engine:
+        with jobs.database(settings) as engine:
             before = schema_revisions(engine)
             migrate.upgrade(engine)
             after = schema_revisions(engine)
@@ -155,8 +156,8 @@ def sync(context: Context, /, **flags: Any) -> None:
         settings.require_api()
         stop = threading.Event()
         _stop_on_signals(stop)
-        with service.database(settings) as engine:
-            report = service.sync_once(
+        with jobs.database(settings) as engine:
+            report = jobs.sync_once(
                 settings,
                 engine,
                 triggered_by="manual",
@@ -174,22 +175,22 @@ def sync(context: Context, /, **flags: Any) -> None:
 @pass_context
 def run(context: Context, /, *, once: bool, **flags: Any) -> None:
     """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT."""
-    from sync.worker import run_worker
+    from sync.app.worker import run_worker
 
     with _errors_to_exit_codes():
         settings = context.settings(flags)
         settings.require_api()
         stop = threading.Event()
         _stop_on_signals(stop)
-        with service.database(settings) as engine:
+        with jobs.database(settings) as engine:
             if once:
-                report = service.sync_once(settings, engine, triggered_by="schedule", stop=stop)
+                report = jobs.sync_once(settings, engine, triggered_by="schedule", stop=stop)
                 sys.exit(report.exit_code)
-            service.check_ready(engine)  # a worker that can never succeed should say so at once
+            jobs.check_ready(engine)  # a worker that can never succeed should say so at once
             if settings.cron and flags.get("interval") is not None:
                 log.warning("--cron is set, so --interval is ignored")
             run_worker(
-                lambda: service.sync_once(settings, engine, triggered_by="schedule", stop=stop),
+                lambda: jobs.sync_once(settings, engine, triggered_by="schedule", stop=stop),
                 interval_s=settings.interval_s,
                 cron=settings.cron,
                 stop=stop,
@@ -205,13 +206,13 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 @pass_context
 def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
     """The latest runs and every flow's sync state."""
-    from sync import reports
-    from sync.render import flows_table, runs_table
+    from sync.cli.render import flows_table, runs_table
+    from sync.store import reports
 
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
-        with service.database(settings) as engine:
-            service.check_ready(engine)
+        with jobs.database(settings) as engine:
+            jobs.check_ready(engine)
             report = reports.status(engine, runs=runs, flow_limit=None if show_all else 100)
         console = _stdout_console()
         console.print(runs_table(report))
@@ -230,13 +231,13 @@ def history(
     context: Context, /, *, database_url: str | None, flow_id: int | None, run_id: int | None, limit: int
 ) -> None:
     """Change and error events, newest first, with readable diffs."""
-    from sync import reports
-    from sync.render import history_table
+    from sync.cli.render import history_table
+    from sync.store import reports
 
     with _errors_to_exit_codes():
         settings = context.settings({"database_url": database_url})
-        with service.database(settings) as engine:
-            service.check_ready(engine)
+        with jobs.database(settings) as engine:
+            jobs.check_ready(engine)
             entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
         _stdout_console().print(history_table(entries))
 
@@ -253,12 +254,12 @@ def history(
 @pass_context
 def demo(context: Context, /, *, directory: Path) -> None:
     """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
-    from sync.demo import run_demo
+    from sync.cli.demo import run_demo
 
     configure_logging(context.verbosity - 1)
     if context.verbosity <= 0:
         # The tour prints each run's outcome itself; the runs' own log lines would say it twice.
-        logging.getLogger("sync.run").setLevel(logging.CRITICAL)
+        logging.getLogger("sync.pipeline.loop").setLevel(logging.CRITICAL)
     with _errors_to_exit_codes():
         run_demo(directory, _stdout_console())
 

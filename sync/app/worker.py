@@ -26,9 +26,9 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from sync.app.schedule import next_runs, worker_trigger
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError
-from sync.run import RunReport
-from sync.schedule import next_runs, worker_trigger
+from sync.pipeline.loop import RunReport
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
-from sync.snapshot import NODE_FIELDS, FlowSnapshot, NodeSnapshot
+from sync.core.snapshot import NODE_FIELDS, FlowSnapshot, NodeSnapshot
 
 
 class Change(TypedDict):

@@ -15,8 +15,6 @@ from functools import cached_property
 from json.encoder import encode_basestring
 from typing import Any
 
-from sync.payload import ApiFlow
-
 # How json.dumps(..., ensure_ascii=False) writes a string, quotes included.
 _json_string = encode_basestring
 
@@ -58,24 +56,6 @@ class FlowSnapshot:
     def content_hash(self) -> str:
         """Computed once per snapshot: a run compares and stores it several times."""
         return content_hash(self)
-
-
-def normalize(flow: ApiFlow) -> FlowSnapshot:
-    """The snapshot of a validated API flow, nodes numbered from 1 in the order received."""
-    return FlowSnapshot(
-        flow_id=flow.flow_id,
-        name=flow.name,
-        nodes=tuple(
-            NodeSnapshot(
-                position=position,
-                waiting_time=node.waiting_time,
-                status=node.status,
-                channel=node.channel,
-                channel_cut=node.channel_cut,
-            )
-            for position, node in enumerate(flow.nodes, start=1)
-        ),
-    )
 
 
 def from_json(document: dict[str, Any]) -> FlowSnapshot:

@@ -6,8 +6,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
+from sync.core.snapshot import FlowSnapshot
 from sync.errors import ApiError
-from sync.snapshot import FlowSnapshot
 
 Outcome = Literal["created", "changed", "restored", "unchanged", "deleted", "failed"]
 

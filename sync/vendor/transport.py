@@ -55,12 +55,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
             ) as answer:
                 body = await answer.read()
+        # aiohttp's errors stop here: everything above this module sees httpx's, with readable text.
         except aiohttp.ClientConnectorError as exc:
-            raise httpx.ConnectError(str(exc), request=request) from exc
+            reason = exc.os_error.strerror or str(exc.os_error)
+            raise httpx.ConnectError(
+                f"cannot connect to {exc.host}:{exc.port}: {reason}", request=request
+            ) from exc
         except aiohttp.ClientResponseError as exc:
-            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+            raise httpx.RemoteProtocolError(_describe(exc), request=request) from exc
         except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc) or type(exc).__name__, request=request) from exc
+            raise httpx.ReadError(_describe(exc), request=request) from exc
         extensions = _HTTP_1_1
         if answer.reason:
             extensions = {**_HTTP_1_1, "reason_phrase": answer.reason.encode("latin-1", "replace")}
@@ -72,3 +76,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+def _describe(exc: BaseException) -> str:
+    """An aiohttp error as one short line: its class name, then what it says."""
+    detail = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

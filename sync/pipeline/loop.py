@@ -7,7 +7,7 @@ An account-level error (`-1`, `-2`) stops new requests at once. In `all` mode a
 single `/flow/list` answer carries every flow, and flows it no longer lists are
 marked deleted; a failed listing marks nothing.
 
-The caller holds the run lock and has checked the schema (see `sync.service`).
+The caller holds the run lock and has checked the schema (see `sync.app.jobs`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,13 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
-from sync import store
-from sync.client import FlowApiClient
+from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.core.selection import FlowSelection
 from sync.errors import AccountError, ApiError, PayloadError, StoreError
-from sync.flow_ids import FlowSelection
-from sync.lock import HeldLock
-from sync.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
-from sync.payload import ApiFlow
-from sync.snapshot import normalize
+from sync.store import writer
+from sync.store.run_lock import HeldLock
+from sync.vendor.client import FlowApiClient
+from sync.vendor.payload import ApiFlow, normalize
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +165,11 @@ async def run_sync(
     progress = progress or NoProgress()
     stop = stop or threading.Event()
     started = time.monotonic()
-    abandoned = store.close_abandoned_runs(engine, clock())
+    abandoned = writer.close_abandoned_runs(engine, clock())
     if abandoned:
         log.warning("closed %d earlier run(s) that never finished as failed: %s", len(abandoned), abandoned)
     requested = 0 if selection.everything else len(selection)
-    run_id = store.start_run(engine, clock(), triggered_by, str(selection), requested)
+    run_id = writer.start_run(engine, clock(), triggered_by, str(selection), requested)
     state = _RunState()
     job = _Job(engine, client, run_id, state, stop, progress, clock, lock or HeldLock(), concurrency)
     finished = False
@@ -183,7 +182,7 @@ async def run_sync(
                 await job.sync_ids(iter(selection))
         if state.account_error is not None:
             error = state.account_error
-            await asyncio.to_thread(store.record_run_error, engine, run_id, clock(), error)
+            await asyncio.to_thread(writer.record_run_error, engine, run_id, clock(), error)
         finished = True
     except* StoreError as group:
         state.run_error = f"the database failed during the run: {group.exceptions[0]}"
@@ -200,7 +199,7 @@ def _finish(engine: Engine, run_id: int, state: _RunState, now: datetime, durati
     status, message = _verdict(state)
     report = RunReport(run_id, status, state.counts, message, duration_s)
     try:
-        store.finish_run(engine, run_id, now=now, status=status, counts=state.counts, error_message=message)
+        writer.finish_run(engine, run_id, now=now, status=status, counts=state.counts, error_message=message)
     except StoreError as exc:
         log.error("run %d could not be recorded as %s: %s", run_id, status, exc)
     _log_report(report, state)
@@ -306,17 +305,17 @@ class _Job:
             self._account_refused(exc)
             return
         except ApiError as exc:
-            await asyncio.to_thread(store.record_run_error, self.engine, self.run_id, self.clock(), exc)
+            await asyncio.to_thread(writer.record_run_error, self.engine, self.run_id, self.clock(), exc)
             self.state.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
             return
         listed = listing.flow_ids
         missing = await asyncio.to_thread(
-            lambda: [flow_id for flow_id in store.known_flow_ids(self.engine) if flow_id not in listed]
+            lambda: [flow_id for flow_id in writer.known_flow_ids(self.engine) if flow_id not in listed]
         )
         total = len(listing) + len(missing)
         self.state.counts.requested = total
         self.progress.start(total)
-        await asyncio.to_thread(store.set_requested, self.engine, self.run_id, total)
+        await asyncio.to_thread(writer.set_requested, self.engine, self.run_id, total)
         # The listing is validated a batch at a time, right before that batch is written.
         for batch in listing.batches(BATCH_SIZE):
             if not await self._write_unless_stopped([_listed(flow_id, item) for flow_id, item in batch]):
@@ -375,7 +374,7 @@ class _Job:
 
     def _write_batch(self, batch: Sequence[FetchResult]) -> Counter[Outcome]:
         self.lock.verify()  # never write once another run could hold the lock
-        return store.write_results(self.engine, self.run_id, self.clock(), batch)
+        return writer.write_results(self.engine, self.run_id, self.clock(), batch)
 
     def _account_refused(self, error: AccountError) -> None:
         """The account is refused: no request may follow, so every other fetch is cancelled at once."""

@@ -18,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Self
 
-import aiohttp
 import httpx
 from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
@@ -32,9 +31,9 @@ from sync.errors import (
     PayloadError,
     TransientError,
 )
-from sync.payload import ApiFlow, Envelope, ListedItems, parse_envelope, parse_flow, parse_listing
-from sync.signing import signed_headers
-from sync.transport import AiohttpTransport
+from sync.vendor.payload import ApiFlow, Envelope, ListedItems, parse_envelope, parse_flow, parse_listing
+from sync.vendor.signing import signed_headers
+from sync.vendor.transport import AiohttpTransport
 
 ACCOUNT_HINTS = {
     "-1": ("account authentication failed", "check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET"),
@@ -282,7 +281,7 @@ class FlowApiClient:
                     await response.aread()
                 finally:
                     await response.aclose()
-        except (httpx.TransportError, aiohttp.ClientError, TimeoutError) as exc:
+        except (httpx.TransportError, TimeoutError) as exc:
             raise TransientError(
                 scrub(_network_problem(exc, self._timeout_s)),
                 endpoint=endpoint,
@@ -381,12 +380,8 @@ def _server_time(response: httpx.Response) -> float | None:
 
 
 def _network_problem(exc: BaseException, timeout_s: float) -> str:
-    """What went wrong on the wire, named after the underlying error rather than its httpx wrapper."""
-    cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ else exc
-    if isinstance(cause, TimeoutError | httpx.TimeoutException):
-        return f"no answer within {timeout_s:g} s ({type(cause).__name__})"
-    if isinstance(cause, aiohttp.ClientConnectorError):
-        reason = cause.os_error.strerror or str(cause.os_error)
-        return f"connection failed (cannot connect to {cause.host}:{cause.port}: {reason})"
-    detail = " ".join(str(cause).split())[:200]
-    return f"connection failed ({type(cause).__name__}{': ' + detail if detail else ''})"
+    """What went wrong on the wire, in the transport's words."""
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return f"no answer within {timeout_s:g} s ({type(exc).__name__})"
+    detail = " ".join(str(exc).split())[:200]
+    return f"connection failed ({detail or type(exc).__name__})"

@@ -28,9 +28,9 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sync.app.schedule import crontab_trigger
+from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
-from sync.flow_ids import FlowSelection, parse_flow_ids
-from sync.schedule import crontab_trigger
 
 DEFAULT_CONFIG_FILE = Path("flowsync.toml")
 

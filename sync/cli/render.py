@@ -7,7 +7,7 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from sync.reports import HistoryEntry, StatusReport
+from sync.store.reports import HistoryEntry, StatusReport
 
 _STATE_STYLE = {"ok": "green", "error": "red", "deleted": "dim", "partial": "yellow", "failed": "red"}
 

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from sync.core.snapshot import FlowSnapshot, NodeSnapshot
+
 MAX_NAME_CHARS = 255
 MAX_CHANNEL_CHARS = 32
 MAX_NODES = 10_000
@@ -294,6 +296,24 @@ def parse_flow(data: object) -> ApiFlow:
         return ApiFlow.model_validate(data)
     except ValidationError as exc:
         raise ValueError(explain(exc)) from exc
+
+
+def normalize(flow: ApiFlow) -> FlowSnapshot:
+    """The snapshot of a validated API flow, nodes numbered from 1 in the order received."""
+    return FlowSnapshot(
+        flow_id=flow.flow_id,
+        name=flow.name,
+        nodes=tuple(
+            NodeSnapshot(
+                position=position,
+                waiting_time=node.waiting_time,
+                status=node.status,
+                channel=node.channel,
+                channel_cut=node.channel_cut,
+            )
+            for position, node in enumerate(flow.nodes, start=1)
+        ),
+    )
 
 
 def listed_flow_id(item: object) -> int | None:

@@ -1,0 +1,1 @@
+"""The `flowsync` command line: commands, tables, progress, logging and the guided demo."""

@@ -1,0 +1,1 @@
+"""One sync run: fetch the selected flows from a source and write each result to a sink."""

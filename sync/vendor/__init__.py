@@ -1,0 +1,1 @@
+"""The vendor API: signed requests, the transport under them, and the validation of every answer."""
