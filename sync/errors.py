@@ -19,9 +19,7 @@ messages are built from the response status and body shape only.
 
 from __future__ import annotations
 
-from typing import Literal
-
-ErrorKind = Literal["api", "http", "network", "payload"]
+from sync.vocabulary import ErrorKind
 
 
 class FlowsyncError(Exception):
@@ -52,7 +50,7 @@ class StoreError(FlowsyncError):
 class ApiError(FlowsyncError):
     """One request to the vendor API failed after everything worth trying."""
 
-    kind: ErrorKind = "api"
+    kind: ErrorKind = ErrorKind.API
 
     def __init__(
         self,
@@ -105,4 +103,4 @@ class FlowRequestError(ApiError):
 class PayloadError(ApiError):
     """The body cannot be trusted: not JSON, not the documented shape, or about another flow."""
 
-    kind: ErrorKind = "payload"
+    kind: ErrorKind = ErrorKind.PAYLOAD

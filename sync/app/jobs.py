@@ -21,6 +21,7 @@ from sync.store.database import check_schema, create_engine
 from sync.store.run_lock import run_lock
 from sync.store.schema import SCHEMA_REVISIONS
 from sync.vendor.client import Backoff, FlowApiClient
+from sync.vocabulary import Trigger
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def sync_once(
     settings: Settings,
     engine: Engine,
     *,
-    triggered_by: str,
+    triggered_by: Trigger,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     transport: httpx.AsyncBaseTransport | None = None,

@@ -31,6 +31,7 @@ from sync.cli.progress_bar import progress_for
 from sync.core.selection import MAX_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.store.database import safe_url, schema_revisions
+from sync.vocabulary import Trigger
 
 log = logging.getLogger("sync")
 
@@ -160,7 +161,7 @@ def sync(context: Context, /, **flags: Any) -> None:
             report = jobs.sync_once(
                 settings,
                 engine,
-                triggered_by="manual",
+                triggered_by=Trigger.MANUAL,
                 stop=stop,
                 progress=progress_for(Console(stderr=True)),
             )
@@ -184,13 +185,13 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
             if once:
-                report = jobs.sync_once(settings, engine, triggered_by="schedule", stop=stop)
+                report = jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, stop=stop)
                 sys.exit(report.exit_code)
             jobs.check_ready(engine)  # a worker that can never succeed should say so at once
             if settings.cron and flags.get("interval") is not None:
                 log.warning("--cron is set, so --interval is ignored")
             run_worker(
-                lambda: jobs.sync_once(settings, engine, triggered_by="schedule", stop=stop),
+                lambda: jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, stop=stop),
                 interval_s=settings.interval_s,
                 cron=settings.cron,
                 stop=stop,

@@ -24,6 +24,7 @@ from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, r
 from sync.store import migrate, reports
 from sync.store.database import create_engine
 from sync.vendor.client import Backoff
+from sync.vocabulary import Trigger
 
 DB_NAME = "flowsync-demo.db"
 # Short waits keep the tour quick; a real deployment uses the defaults.
@@ -111,7 +112,9 @@ def run_demo(directory: Path, console: Console) -> None:
                 round_.prepare(sim)
                 run_settings = settings.model_copy(update={"flow_ids": ALL}) if round_.all_flows else settings
                 try:
-                    report = jobs.sync_once(run_settings, engine, triggered_by="demo", backoff=DEMO_BACKOFF)
+                    report = jobs.sync_once(
+                        run_settings, engine, triggered_by=Trigger.DEMO, backoff=DEMO_BACKOFF
+                    )
                 except FlowsyncError as exc:
                     console.print(f"[red]run not started:[/] {exc}")
                     continue

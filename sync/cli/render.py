@@ -8,8 +8,15 @@ from rich.table import Table
 from rich.text import Text
 
 from sync.store.reports import HistoryEntry, StatusReport
+from sync.vocabulary import Event, RunStatus, SyncState
 
-_STATE_STYLE = {"ok": "green", "error": "red", "deleted": "dim", "partial": "yellow", "failed": "red"}
+_STATE_STYLE: dict[str, str] = {
+    SyncState.OK: "green",
+    SyncState.ERROR: "red",
+    SyncState.DELETED: "dim",
+    RunStatus.PARTIAL: "yellow",
+    RunStatus.FAILED: "red",
+}
 
 
 def _when(value: datetime | None) -> str:
@@ -76,10 +83,10 @@ def history_table(entries: list[HistoryEntry]) -> Table:
     return table
 
 
-_EVENT_STYLE = {
-    "created": "green",
-    "changed": "yellow",
-    "deleted": "red",
-    "restored": "cyan",
-    "error": "bold red",
+_EVENT_STYLE: dict[str, str] = {
+    Event.CREATED: "green",
+    Event.CHANGED: "yellow",
+    Event.DELETED: "red",
+    Event.RESTORED: "cyan",
+    Event.ERROR: "bold red",
 }

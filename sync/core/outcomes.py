@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
 
 from sync.core.snapshot import FlowSnapshot
 from sync.errors import ApiError
-
-Outcome = Literal["created", "changed", "restored", "unchanged", "deleted", "failed"]
+from sync.vocabulary import Outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +48,11 @@ class RunCounts:
     failed: int = 0
 
     def add(self, outcomes: Counter[Outcome]) -> None:
-        self.created += outcomes["created"]
-        self.changed += outcomes["changed"] + outcomes["restored"]
-        self.unchanged += outcomes["unchanged"]
-        self.deleted += outcomes["deleted"]
-        self.failed += outcomes["failed"]
+        self.created += outcomes[Outcome.CREATED]
+        self.changed += outcomes[Outcome.CHANGED] + outcomes[Outcome.RESTORED]
+        self.unchanged += outcomes[Outcome.UNCHANGED]
+        self.deleted += outcomes[Outcome.DELETED]
+        self.failed += outcomes[Outcome.FAILED]
 
     @property
     def settled(self) -> int:

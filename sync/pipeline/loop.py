@@ -26,13 +26,14 @@ from typing import Protocol
 
 from sqlalchemy.engine import Engine
 
-from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.selection import FlowSelection
 from sync.errors import AccountError, ApiError, PayloadError, StoreError
 from sync.store import writer
 from sync.store.run_lock import HeldLock
 from sync.vendor.client import FlowApiClient
 from sync.vendor.payload import ApiFlow, normalize
+from sync.vocabulary import ErrorKind, Outcome, RunStatus, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class _FailureStreak:
 
     def add(self, error: ApiError) -> bool:
         """Count `error`; True once the streak reaches the limit."""
-        self.count = self.count + 1 if error.kind == "network" else 0
+        self.count = self.count + 1 if error.kind == ErrorKind.NETWORK else 0
         return self.count >= self.limit
 
     def reset(self) -> None:
@@ -137,7 +138,7 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        return 0 if self.status == "ok" else 1
+        return 0 if self.status == RunStatus.OK else 1
 
 
 @dataclass
@@ -154,7 +155,7 @@ async def run_sync(
     client: FlowApiClient,
     selection: FlowSelection,
     *,
-    triggered_by: str,
+    triggered_by: Trigger,
     concurrency: int,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
@@ -208,15 +209,18 @@ def _finish(engine: Engine, run_id: int, state: _RunState, now: datetime, durati
 
 def _verdict(state: _RunState) -> tuple[str, str | None]:
     if state.run_error:
-        return "failed", state.run_error
+        return RunStatus.FAILED, state.run_error
     if state.account_error:
-        return "failed", f"the API refused the account, so the run stopped: {state.account_error.message}"
+        return (
+            RunStatus.FAILED,
+            f"the API refused the account, so the run stopped: {state.account_error.message}",
+        )
     settled, requested = state.counts.settled, state.counts.requested
     if state.stopped and settled < requested:
-        return "failed", f"stopped by a signal after {settled} of {requested} flows"
+        return RunStatus.FAILED, f"stopped by a signal after {settled} of {requested} flows"
     if state.counts.failed:
-        return "partial", None
-    return "ok", None
+        return RunStatus.PARTIAL, None
+    return RunStatus.OK, None
 
 
 def _log_report(report: RunReport, state: _RunState) -> None:

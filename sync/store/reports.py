@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sync.core.snapshot import NODE_FIELDS
 from sync.store.database import reading
 from sync.store.schema import flow_history, flows, sync_runs
+from sync.vocabulary import Event, SyncState
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,7 @@ def status(engine: Engine, *, runs: int = 10, flow_limit: int | None = 100) -> S
                 sa.select(flows.c.sync_state, sa.func.count()).group_by(flows.c.sync_state)
             ).all()
         )
-        problems_first = sa.case((flows.c.sync_state == "ok", 1), else_=0)
+        problems_first = sa.case((flows.c.sync_state == SyncState.OK, 1), else_=0)
         query = sa.select(flows).order_by(problems_first, flows.c.flow_id)
         if flow_limit is not None:
             query = query.limit(flow_limit)
@@ -96,18 +97,18 @@ def describe_event(row: dict[str, Any]) -> list[str]:
     if name is not None:
         subject += f" {json.dumps(name, ensure_ascii=False)}"
     event = row["event"]
-    if event == "error":
+    if event == Event.ERROR:
         code = f" {row['error_code']}" if row.get("error_code") else ""
         return [
             f"{subject}: {row.get('error_kind') or 'unknown'} error{code}: {row.get('error_message') or ''}"
         ]
-    if event == "created":
+    if event == Event.CREATED:
         return [f"{subject}: created with {_count(len(snapshot.get('nodes', [])), 'node')}"]
-    if event == "deleted":
+    if event == Event.DELETED:
         return [f"{subject}: deleted"]
     changes: Sequence[dict[str, Any]] = row.get("changes") or []
     lines = [f"{subject}: {describe_change(change)}" for change in changes]
-    if event == "restored":
+    if event == Event.RESTORED:
         return [f"{subject}: restored", *lines]
     return lines or [f"{subject}: {event}"]
 

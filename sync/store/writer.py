@@ -24,12 +24,13 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from sync.core.diff import diff
-from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, Outcome, RunCounts
+from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.snapshot import FlowSnapshot, NodeSnapshot
 from sync.errors import ApiError, StoreError
 from sync.store.database import short_error
 from sync.store.schema import flow_history, flow_nodes, flows, sync_runs
 from sync.store.upsert import upsert
+from sync.vocabulary import ErrorKind, Event, Outcome, RunStatus, SyncState, Trigger
 
 MAX_MESSAGE_CHARS = 1000
 
@@ -55,13 +56,15 @@ class StoredDetails:
 def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
     """Mark runs left `running` by a process that died as `failed`; call only while holding the run lock."""
     with _transaction(engine) as connection:
-        ids = list(connection.scalars(sa.select(sync_runs.c.id).where(sync_runs.c.status == "running")))
+        ids = list(
+            connection.scalars(sa.select(sync_runs.c.id).where(sync_runs.c.status == RunStatus.RUNNING))
+        )
         if ids:
             connection.execute(
                 sync_runs.update()
                 .where(sync_runs.c.id.in_(ids))
                 .values(
-                    status="failed",
+                    status=RunStatus.FAILED,
                     finished_at=now,
                     error_message="the run never finished (its process was killed or crashed)",
                 )
@@ -69,13 +72,13 @@ def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
     return ids
 
 
-def start_run(engine: Engine, now: datetime, triggered_by: str, selection: str, requested: int) -> int:
+def start_run(engine: Engine, now: datetime, triggered_by: Trigger, selection: str, requested: int) -> int:
     with _transaction(engine) as connection:
         result = connection.execute(
             sync_runs.insert().values(
                 started_at=now,
                 triggered_by=triggered_by,
-                status="running",
+                status=RunStatus.RUNNING,
                 flow_selection=selection,
                 worker_host=socket.gethostname()[:255],
                 worker_pid=os.getpid(),
@@ -136,7 +139,7 @@ def write_results(
             f"the database refused this flow's values ({short_error(exc)})",
             endpoint="database",
             flow_id=results[0].flow_id,
-            kind="payload",
+            kind=ErrorKind.DATABASE,
         )
         with _transaction(engine) as connection:
             return _write(connection, run_id, now, [Failed(results[0].flow_id, refused)])
@@ -146,7 +149,9 @@ def known_flow_ids(engine: Engine) -> Iterable[int]:
     """Every flow not already marked deleted, streamed (for `all` mode's deletion check)."""
     with _transaction(engine, read_only=True) as connection:
         rows = connection.execution_options(yield_per=5000).scalars(
-            sa.select(flows.c.flow_id).where(flows.c.sync_state != "deleted").order_by(flows.c.flow_id)
+            sa.select(flows.c.flow_id)
+            .where(flows.c.sync_state != SyncState.DELETED)
+            .order_by(flows.c.flow_id)
         )
         yield from rows
 
@@ -166,7 +171,7 @@ def _write(
         if previous.content_hash != result.snapshot.content_hash:
             rewritten.append(result.flow_id)
             changed.append(result.flow_id)
-        elif previous.sync_state == "deleted":
+        elif previous.sync_state == SyncState.DELETED:
             rewritten.append(result.flow_id)
     plan = _Plan(
         run_id=run_id,
@@ -221,17 +226,23 @@ class _Plan:
 
     def _fetched(self, snapshot: FlowSnapshot, previous: StoredFlow | None) -> None:
         new_hash = snapshot.content_hash
-        if previous is not None and previous.content_hash == new_hash and previous.sync_state != "deleted":
-            (self.recovered if previous.sync_state == "error" else self.refresh).append(snapshot.flow_id)
-            self.outcomes["unchanged"] += 1
+        if (
+            previous is not None
+            and previous.content_hash == new_hash
+            and previous.sync_state != SyncState.DELETED
+        ):
+            (self.recovered if previous.sync_state == SyncState.ERROR else self.refresh).append(
+                snapshot.flow_id
+            )
+            self.outcomes[Outcome.UNCHANGED] += 1
             return
-        event: Outcome = "created"
+        event = Outcome.CREATED
         changes: list[Any] | None = None
         content_changed = previous is None or previous.content_hash != new_hash
         old: StoredDetails | None = None
         if previous is not None:
             old = self.details[snapshot.flow_id]
-            event = "restored" if previous.sync_state == "deleted" else "changed"
+            event = Outcome.RESTORED if previous.sync_state == SyncState.DELETED else Outcome.CHANGED
             if content_changed:
                 old_nodes = tuple(self.old_nodes.get(snapshot.flow_id, ()))
                 changes = list(diff(FlowSnapshot(snapshot.flow_id, old.name, old_nodes), snapshot))
@@ -245,7 +256,7 @@ class _Plan:
                 "last_changed_at": self.now if content_changed or old is None else old.last_changed_at,
                 "last_fetched_at": self.now,
                 "deleted_at": None,
-                "sync_state": "ok",
+                "sync_state": SyncState.OK,
                 "last_error": None,
             }
         )
@@ -257,22 +268,22 @@ class _Plan:
         self.outcomes[event] += 1
 
     def _gone(self, flow_id: int, previous: StoredFlow | None) -> None:
-        if previous is None or previous.sync_state == "deleted":
-            self.outcomes["unchanged"] += 1  # it did not exist before either
+        if previous is None or previous.sync_state == SyncState.DELETED:
+            self.outcomes[Outcome.UNCHANGED] += 1  # it did not exist before either
             return
         self.deletions.append(flow_id)
-        self.history.append(_event_row(self.run_id, self.now, flow_id, "deleted"))
-        self.outcomes["deleted"] += 1
+        self.history.append(_event_row(self.run_id, self.now, flow_id, Event.DELETED))
+        self.outcomes[Outcome.DELETED] += 1
 
     def _failed(self, result: Failed, previous: StoredFlow | None) -> None:
         if previous is not None:
             # A flow the API already reported gone stays deleted; a failed fetch proves nothing.
-            state = "deleted" if previous.sync_state == "deleted" else "error"
+            state = SyncState.DELETED if previous.sync_state == SyncState.DELETED else SyncState.ERROR
             self.failures.append(
                 {"b_flow_id": result.flow_id, "b_state": state, "b_error": _clip(result.error.message)}
             )
         self.history.append(_error_row(self.run_id, self.now, result.flow_id, result.error))
-        self.outcomes["failed"] += 1
+        self.outcomes[Outcome.FAILED] += 1
 
     def execute(self, connection: Connection) -> None:
         now = self.now
@@ -284,7 +295,7 @@ class _Plan:
             connection.execute(
                 flows.update()
                 .where(flows.c.flow_id.in_(self.recovered))
-                .values(last_fetched_at=now, sync_state="ok", last_error=None)
+                .values(last_fetched_at=now, sync_state=SyncState.OK, last_error=None)
             )
         upsert(connection, flows, self.upserts, keep=("first_seen_at",))
         if self.replaced:
@@ -304,7 +315,7 @@ class _Plan:
             connection.execute(
                 flows.update()
                 .where(flows.c.flow_id.in_(self.deletions))
-                .values(sync_state="deleted", deleted_at=now, last_fetched_at=now, last_error=None)
+                .values(sync_state=SyncState.DELETED, deleted_at=now, last_fetched_at=now, last_error=None)
             )
         if self.history:
             connection.execute(flow_history.insert(), self.history)
@@ -369,7 +380,7 @@ def _event_row(
 
 
 def _error_row(run_id: int, now: datetime, flow_id: int | None, error: ApiError) -> dict[str, Any]:
-    row = _event_row(run_id, now, flow_id, "error")
+    row = _event_row(run_id, now, flow_id, Event.ERROR)
     row.update(error_kind=error.kind, error_code=error.code, error_message=_clip(error.message))
     return row
 

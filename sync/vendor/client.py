@@ -34,6 +34,7 @@ from sync.errors import (
 from sync.vendor.payload import ApiFlow, Envelope, ListedItems, parse_envelope, parse_flow, parse_listing
 from sync.vendor.signing import signed_headers
 from sync.vendor.transport import AiohttpTransport
+from sync.vocabulary import ErrorKind
 
 ACCOUNT_HINTS = {
     "-1": ("account authentication failed", "check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET"),
@@ -286,7 +287,7 @@ class FlowApiClient:
                 scrub(_network_problem(exc, self._timeout_s)),
                 endpoint=endpoint,
                 flow_id=flow_id,
-                kind="network",
+                kind=ErrorKind.NETWORK,
             ) from exc
         except httpx.DecodingError as exc:
             raise PayloadError(
@@ -299,7 +300,7 @@ class FlowApiClient:
                 endpoint=endpoint,
                 flow_id=flow_id,
                 code=str(status),
-                kind="http",
+                kind=ErrorKind.HTTP,
                 retry_after_s=_retry_after(response, _server_time(response) or self._clock()),
             )
         if status != 200:
@@ -308,7 +309,7 @@ class FlowApiClient:
                 endpoint=endpoint,
                 flow_id=flow_id,
                 code=str(status),
-                kind="http",
+                kind=ErrorKind.HTTP,
             )
         try:
             if endpoint == LIST_ENDPOINT:
@@ -338,10 +339,10 @@ class FlowApiClient:
         if code in ACCOUNT_HINTS:
             meaning, hint = ACCOUNT_HINTS[code]
             detail = f"API status {code} ({reason or meaning}); {hint}"
-            raise AccountError(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind="api")
+            raise AccountError(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind=ErrorKind.API)
         detail = f"API status {code}" + (f" ({reason})" if reason else "")
         error_type = TransientError if code in TRANSIENT_CODES else FlowRequestError
-        raise error_type(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind="api")
+        raise error_type(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind=ErrorKind.API)
 
     def _wait(self, state: RetryCallState) -> float:
         """Seconds before the next attempt: the server's Retry-After if it gave one, else backoff."""
