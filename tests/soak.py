@@ -37,6 +37,7 @@ from sync.store.database import create_engine
 from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.client import Backoff
 from sync.vendor.payload import normalize, parse_flow
+from sync.vocabulary import Trigger
 from tests.tables import stored_snapshots
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
@@ -110,7 +111,7 @@ def soak(database_url: str, *, runs: int, flows_count: int, fault_rate: float, s
             for number in range(runs):
                 _between_runs(sim, rng, number, flapping)
                 settings = _settings(sim, database_url, all_flows=number % 4 == 3)
-                result = jobs.sync_once(settings, engine, triggered_by="schedule", backoff=FAST)
+                result = jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, backoff=FAST)
                 report.run_statuses[result.status] += 1
                 if result.status == "failed":
                     report.failed_because[(result.error_message or "").split(":")[0]] += 1

@@ -132,6 +132,7 @@ def test_a_killed_run_does_not_block_the_next(
                 flow_history.c.run_id == killed["id"], flow_history.c.event == "created"
             )
         )
+    assert written is not None
     assert killed["flows_created"] == written >= 2, "a killed run's counts match what it wrote"
     assert flow_count(engine) == 30
     assert_every_flow_whole(engine, sim)
@@ -153,10 +154,8 @@ def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
         written_before = _events(engine)
         doomed = start_flowsync("sync", env=env)
         try:
-            wait_for(
-                lambda done=written_before + target: _events(engine) >= done,
-                f"{target} flows written",
-            )
+            done = written_before + target
+            wait_for(lambda: _events(engine) >= done, f"{target} flows written")  # noqa: B023
             doomed.kill()
             doomed.communicate(timeout=30)
         finally:

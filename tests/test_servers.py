@@ -86,14 +86,16 @@ def test_json_documents_round_trip_unchanged(engine: sa.Engine) -> None:
     ]
     snapshot = {"flow_id": 7, "name": "Ünïcødé 'quoted'", "nodes": []}
     with engine.begin() as connection:
-        run_id = connection.execute(
+        inserted = connection.execute(
             sync_runs.insert().values(
                 started_at=datetime.now(UTC),
                 triggered_by="manual",
                 status="ok",
                 **RunCounts().as_columns(),
             )
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        run_id = inserted[0]
         connection.execute(
             flow_history.insert().values(
                 run_id=run_id,

@@ -25,6 +25,7 @@ from sync.store.database import create_engine
 from sync.store.run_lock import run_lock
 from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.client import Backoff
+from sync.vocabulary import Trigger
 from tests.conftest import settings_for
 from tests.tables import served_snapshot, stored_snapshot
 
@@ -32,7 +33,7 @@ FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
 
 def sync(settings: Settings, engine: Engine, **kwargs: Any) -> RunReport:
-    return jobs.sync_once(settings, engine, triggered_by="manual", backoff=FAST, **kwargs)
+    return jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST, **kwargs)
 
 
 def rows(engine: Engine, table: sa.Table, *order: str) -> list[dict[str, Any]]:
@@ -278,7 +279,7 @@ def test_a_run_left_running_is_closed_by_the_next(
         connection.execute(
             sync_runs.insert().values(
                 started_at=datetime(2026, 1, 1, tzinfo=UTC),
-                triggered_by="schedule",
+                triggered_by=Trigger.SCHEDULE,
                 status="running",
                 **RunCounts(requested=5).as_columns(),
             )
@@ -375,7 +376,7 @@ def test_an_account_error_cancels_fetches_still_retrying(
     sim.faults.persist(1, Fault.api("-1"))
     settings = settings_for(sim, database_url, "1-20", concurrency=8, retries=3)
     slow_retries = Backoff(initial_s=0.5, max_s=1.0, retry_after_cap_s=1.0)
-    report = jobs.sync_once(settings, engine, triggered_by="manual", backoff=slow_retries)
+    report = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=slow_retries)
     assert report.status == "failed"
     assert sim.stats.requests["details"] <= 8
     events = [(h["event"], h["flow_id"], h["error_code"]) for h in rows(engine, flow_history, "id")]
@@ -403,7 +404,7 @@ def test_a_stop_during_retries_records_no_failures(
     settings = settings_for(sim, database_url, "1-20", concurrency=4)
     patient = Backoff(initial_s=1, max_s=60, retry_after_cap_s=60)
     report = jobs.sync_once(
-        settings, engine, triggered_by="manual", backoff=patient, stop=stop, progress=StopWhenStarted()
+        settings, engine, triggered_by=Trigger.MANUAL, backoff=patient, stop=stop, progress=StopWhenStarted()
     )
     assert report.status == "failed"
     assert "stopped by a signal" in (report.error_message or "")
