@@ -4,17 +4,19 @@
     ├── ConfigError              a setting is missing or malformed (exit 2)
     ├── SchemaError              the database is missing or not at the latest migration (exit 2)
     ├── LockHeld                 another run holds the sync lock (exit 3)
-    ├── StoreError               the database failed while a run was writing
-    └── ApiError                 one request to the vendor API failed for good
-        ├── AccountError         -1 / -2: the account itself is refused; the run stops at once
-        ├── ClockSkewError       -16 even after re-signing with the server's clock
-        ├── TransientError       -18, HTTP 429/5xx, connect/read errors: retries ran out
-        ├── FlowRequestError     -22 or another non-200 HTTP status: this flow only
-        └── PayloadError         the body is not JSON, not the documented shape, or about another flow
+    ├── StoreError               the database failed while a run was writing (the run stops)
+    └── FlowError                one flow (or the listing) could not be synced: an `error` event
+        ├── DatabaseRefusal      the database refused this flow's values, or its stored row is corrupt
+        └── ApiError             one request to the vendor API failed for good
+            ├── AccountError     -1 / -2: the account itself is refused; the run stops at once
+            ├── ClockSkewError   -16 even after re-signing with the server's clock
+            ├── TransientError   -18, HTTP 429/5xx, connect/read errors: retries ran out
+            ├── FlowRequestError -22 or another non-200 HTTP status: this flow only
+            └── PayloadError     the body is not JSON, not the documented shape, or about another flow
 
-`ApiError` carries what an operator needs to act (`flow_id`, `endpoint`, and the
-`kind`/`code` stored in `flow_history`) and never the secret or the `Sign` header:
-messages are built from the response status and body shape only.
+A `FlowError` carries what an operator needs to act (`flow_id`, and the `kind`, `code`
+and `message` stored in `flow_history`; an `ApiError` also its `endpoint`) and never the
+secret or the `Sign` header: messages are built from the response status and body shape only.
 """
 
 from __future__ import annotations
@@ -47,7 +49,28 @@ class StoreError(FlowsyncError):
     """The database failed while a run was reading or writing it."""
 
 
-class ApiError(FlowsyncError):
+class FlowError(FlowsyncError):
+    """One flow (or the run's listing) could not be synced; recorded as its `error` event."""
+
+    kind: ErrorKind
+    message: str
+    flow_id: int | None
+    code: str | None
+
+
+class DatabaseRefusal(FlowError):
+    """The database refused this flow's values, or the flow's stored row cannot be read."""
+
+    kind = ErrorKind.DATABASE
+
+    def __init__(self, message: str, *, flow_id: int | None) -> None:
+        super().__init__(f"flow {flow_id}: {message}" if flow_id is not None else message)
+        self.message = message
+        self.flow_id = flow_id
+        self.code = None
+
+
+class ApiError(FlowError):
     """One request to the vendor API failed after everything worth trying."""
 
     kind: ErrorKind = ErrorKind.API

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
+from sync.simulator import LIST, Fault, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.payload import normalize, parse_flow
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
@@ -189,3 +189,33 @@ def test_sigterm_during_a_sync_records_the_run_and_exits_1(
 def _events(engine: sa.Engine) -> int:
     with engine.connect() as connection:
         return int(connection.scalar(sa.select(sa.func.count()).select_from(flow_history)) or 0)
+
+
+@pytest.mark.parametrize(
+    "listing_fault",
+    [
+        pytest.param(Fault.http(503, retry_after=60), id="waiting 60 s to retry a 503"),
+        pytest.param(Fault.hang(), id="an answer that never comes"),
+    ],
+)
+def test_sigterm_while_the_flow_list_is_pending_stops_the_worker_at_once(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str, listing_fault: Fault
+) -> None:
+    """In `all` mode a stop cancels the pending listing and its retry waits, and says so.
+
+    The deadline is far shorter than the 60 s the worker would otherwise wait, and far longer
+    than a prompt stop takes on a loaded machine.
+    """
+    sim.faults.persist(LIST, listing_fault)
+    env = flowsync_env(sim, database_url, "all", FLOWSYNC_INTERVAL="3600", FLOWSYNC_TIMEOUT="120")
+    process = start_flowsync("run", env=env)
+    try:
+        wait_for(lambda: sim.stats.requests.get("list", 0) >= 1, "the worker to ask for the flow list")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    (run,) = runs(engine)
+    assert run["status"] == "failed"
+    assert run["error_message"] == "stopped by a signal before the flow list arrived, so nothing was synced"

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import random
-import sys
-import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,8 @@ from sync.app import jobs
 from sync.app.settings import Settings
 from sync.core.outcomes import RunCounts
 from sync.errors import LockHeld, SchemaError
-from sync.pipeline.loop import RUN_SWITCH_INTERVAL_S, NoProgress, RunReport, _SwitchInterval
+from sync.pipeline.loop import RunReport
+from sync.pipeline.stop import StopRequest
 from sync.simulator import Fault, FaultKind, SimulatorHandle
 from sync.store.database import create_engine
 from sync.store.run_lock import run_lock
@@ -295,7 +294,7 @@ def test_a_stop_request_finishes_the_flows_in_hand(
     engine: Engine, sim: SimulatorHandle, database_url: str
 ) -> None:
     """A stop (SIGTERM in the CLI) ends the run early as failed, each written flow whole."""
-    stop = threading.Event()
+    stop = StopRequest()
 
     class StopAfterFirstBatch:
         def start(self, total: int | None) -> None:
@@ -387,7 +386,7 @@ def test_a_stop_during_retries_records_no_failures(
     engine: Engine, sim: SimulatorHandle, database_url: str
 ) -> None:
     """A stop while flows wait out Retry-After cancels them: no burst of retries, no error rows."""
-    stop = threading.Event()
+    stop = StopRequest()
     for flow_id in range(1, 21):
         sim.faults.persist(flow_id, Fault.http(429, retry_after=60))
 
@@ -423,37 +422,3 @@ def test_an_unreachable_api_ends_the_run_early(
     assert 20 <= report.counts.failed < 100
     (run,) = rows(engine, sync_runs)
     assert run["flows_failed"] == report.counts.failed
-
-
-class SwitchIntervalProbe(NoProgress):
-    """Notes the interpreter's thread switch interval each time the run reports progress."""
-
-    def __init__(self) -> None:
-        self.seen: set[float] = set()
-
-    def advance(self, count: int) -> None:
-        self.seen.add(sys.getswitchinterval())
-
-
-def test_a_run_shortens_the_thread_switch_interval_only_while_it_runs(
-    engine: Engine, sim: SimulatorHandle, database_url: str
-) -> None:
-    """The event loop gets the GIL back sooner from the writer thread; the setting is restored after."""
-    before = sys.getswitchinterval()
-    probe = SwitchIntervalProbe()
-    sync(settings_for(sim, database_url), engine, progress=probe)
-    assert probe.seen == {min(before, RUN_SWITCH_INTERVAL_S)}
-    assert sys.getswitchinterval() == before
-
-
-def test_overlapping_runs_restore_the_switch_interval_when_the_last_one_ends() -> None:
-    """Two runs in one process (two databases, two threads) end in any order: the interval comes back."""
-    interval = _SwitchInterval()
-    before = sys.getswitchinterval()
-    first, second = ExitStack(), ExitStack()
-    first.enter_context(interval.shortened())
-    second.enter_context(interval.shortened())
-    first.close()
-    assert sys.getswitchinterval() == min(before, RUN_SWITCH_INTERVAL_S), "the second run is still going"
-    second.close()
-    assert sys.getswitchinterval() == before

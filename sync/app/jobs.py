@@ -1,26 +1,33 @@
-"""Wiring for the commands: settings in, a checked database and a finished run out.
+"""One sync job: settings in, a checked database, a locked run and a report out.
 
-The CLI, the worker and the demo all come through here, so every way of running
-a sync checks the schema, takes the run lock and builds the client the same way.
+The CLI, the worker and the demo all come through here, so every way of running a sync
+checks the schema, takes the run lock, and wires the vendor API client (the run's source)
+and the SQL store (its sink) to the run loop the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 
 import httpx
 from sqlalchemy.engine import Engine
 
 from sync.app.settings import Settings
-from sync.pipeline.loop import Progress, RunReport, run_sync
+from sync.pipeline.loop import DeletionGuard, RunReport, run_sync
+from sync.pipeline.ports import Progress
+from sync.pipeline.stop import StopRequest
 from sync.store.database import check_schema, create_engine
 from sync.store.run_lock import run_lock
 from sync.store.schema import SCHEMA_REVISIONS
+from sync.store.sink import SqlResultSink
 from sync.vendor.client import Backoff, FlowApiClient
+from sync.vendor.source import ApiFlowSource
 from sync.vocabulary import Trigger
 
 log = logging.getLogger(__name__)
@@ -41,20 +48,24 @@ def check_ready(engine: Engine) -> None:
     check_schema(engine, {SCHEMA_REVISIONS[-1]}, set(SCHEMA_REVISIONS))
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def sync_once(
     settings: Settings,
     engine: Engine,
     *,
     triggered_by: Trigger,
-    stop: threading.Event | None = None,
+    stop: StopRequest | None = None,
     progress: Progress | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     backoff: Backoff | None = None,
+    guard: DeletionGuard | None = None,
 ) -> RunReport:
     """One complete run: check the schema, take the lock, fetch and write, release."""
     api_key, api_secret, selection = settings.require_api()
     _warn_if_plaintext(settings.base_url)
-    stop = stop or threading.Event()
     check_ready(engine)
     with run_lock(engine) as lock:
 
@@ -70,14 +81,17 @@ def sync_once(
                 backoff=backoff,
             ) as client:
                 return await run_sync(
-                    engine,
-                    client,
+                    ApiFlowSource(client),
+                    SqlResultSink(engine, lock),
                     selection,
                     triggered_by=triggered_by,
                     concurrency=settings.concurrency,
+                    clock=utc_now,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
                     stop=stop,
                     progress=progress,
-                    lock=lock,
+                    guard=guard,
                 )
 
         return asyncio.run(fetch_and_write())

@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,8 @@ from sync.cli.logs import configure_logging
 from sync.cli.progress_bar import progress_for
 from sync.core.selection import MAX_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
+from sync.pipeline.loop import DeletionGuard
+from sync.pipeline.stop import StopRequest
 from sync.store.database import safe_url, schema_revisions
 from sync.vocabulary import Trigger
 
@@ -149,13 +150,18 @@ def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
 
 @cli.command()
 @_sync_options
+@click.option(
+    "--confirm-deletions",
+    is_flag=True,
+    help="let this run's flow list mark more than half of the known flows deleted (all mode)",
+)
 @pass_context
-def sync(context: Context, /, **flags: Any) -> None:
+def sync(context: Context, /, *, confirm_deletions: bool, **flags: Any) -> None:
     """Run one sync over the configured flows, then exit."""
     with _errors_to_exit_codes():
         settings = context.settings(flags)
         settings.require_api()
-        stop = threading.Event()
+        stop = StopRequest()
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
             report = jobs.sync_once(
@@ -164,6 +170,7 @@ def sync(context: Context, /, **flags: Any) -> None:
                 triggered_by=Trigger.MANUAL,
                 stop=stop,
                 progress=progress_for(Console(stderr=True)),
+                guard=DeletionGuard(confirmed=confirm_deletions),
             )
         sys.exit(report.exit_code)
 
@@ -181,7 +188,7 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
     with _errors_to_exit_codes():
         settings = context.settings(flags)
         settings.require_api()
-        stop = threading.Event()
+        stop = StopRequest()
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
             if once:
@@ -308,7 +315,7 @@ def _stdout_console() -> Console:
     return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
 
 
-def _stop_on_signals(stop: threading.Event) -> None:
+def _stop_on_signals(stop: StopRequest) -> None:
     """SIGTERM and SIGINT ask the run to finish the flows in hand and stop; a second one kills."""
 
     def handler(signum: int, _frame: object) -> None:

@@ -7,8 +7,8 @@ import logging
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from sync.pipeline.loop import NoProgress
-from sync.pipeline.loop import Progress as ProgressSink
+from sync.pipeline.ports import NoProgress
+from sync.pipeline.ports import Progress as ProgressSink
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sync.core.snapshot import FlowSnapshot
-from sync.errors import ApiError
+from sync.errors import FlowError
 from sync.vocabulary import Outcome
 
 
@@ -30,7 +30,7 @@ class Failed:
     """Fetching the flow failed; its stored configuration must stay as it is."""
 
     flow_id: int
-    error: ApiError
+    error: FlowError
 
 
 FetchResult = Fetched | Gone | Failed

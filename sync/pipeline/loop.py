@@ -1,39 +1,36 @@
-"""One sync run: fetch the selected flows and write each result as it arrives.
+"""One sync run: fetch the selected flows from a source and write each result as it arrives.
 
-Fetching is asyncio with at most `concurrency` requests in flight; one writer
-drains the results in small batches on a worker thread, so memory stays flat
-however many flows there are and the event loop never waits on the database.
-An account-level error (`-1`, `-2`) stops new requests at once. In `all` mode a
-single `/flow/list` answer carries every flow, and flows it no longer lists are
-marked deleted; a failed listing marks nothing.
+`run_sync` knows only the two seams in `sync.pipeline.ports`: a source of flows and a
+sink of results. Fetching is asyncio with at most `concurrency` requests in flight,
+in one `TaskGroup`; one writer task drains the results in small batches and hands each
+to the sink on a worker thread, so memory stays flat however many flows there are and
+the event loop never waits on the database. An account-level error (`-1`, `-2`) stops
+new requests at once. In `all` mode a single listing carries every flow, and flows it
+no longer lists are marked deleted, unless that would delete more of the known flows
+than the `DeletionGuard` allows; a failed listing deletes nothing.
 
-The caller holds the run lock and has checked the schema (see `sync.app.jobs`).
+A stop request (`StopRequest.set()`, from a signal handler) reaches the run through the
+event loop's `call_soon_threadsafe`: requests in flight, a pending listing and its retry
+waits are cancelled at once, and what was already fetched is still written.
+
+The clock, the host name and the process id are arguments, so tests drive a run with a
+fake clock and fakes of both seams.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-import threading
-import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
-
-from sqlalchemy.engine import Engine
+from dataclasses import dataclass
+from datetime import datetime
 
 from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.selection import FlowSelection
 from sync.errors import AccountError, ApiError, PayloadError, StoreError
-from sync.store import writer
-from sync.store.run_lock import HeldLock
-from sync.vendor.client import FlowApiClient
-from sync.vendor.payload import ApiFlow, normalize
-from sync.vocabulary import ErrorKind, Outcome, RunStatus, Trigger
+from sync.pipeline.ports import FlowSource, NoProgress, Progress, ResultSink
+from sync.pipeline.stop import StopRequest
+from sync.vocabulary import ErrorKind, RunStatus, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +39,43 @@ BATCH_SIZE = 200
 # (lock check, read of the stored rows, writes, commit) per ~50 ms instead of one per few flows.
 BATCH_LINGER_S = 0.05
 MAX_LOGGED_FAILURES = 3
-STOP_POLL_S = 0.1
 # This many network failures in a row (after retries) mean the API is unreachable, not that each
 # flow is broken: the run stops instead of spending hours retrying every remaining flow.
 UNREACHABLE_AFTER = 20
-# While the writer thread prepares a batch, the event loop waits for the GIL, and answers that arrive
-# meanwhile wait with it: up to 5 ms each time with Python's default switch interval. 1 ms during a
-# run keeps the fetches flowing (measured: about 2% less wall time for a first load of 10,000 flows).
-RUN_SWITCH_INTERVAL_S = 0.001
+LISTING_ENDPOINT = "flow/list"
+
+
+@dataclass(frozen=True, slots=True)
+class DeletionGuard:
+    """How many of the known flows one listing may mark deleted without the operator's say-so.
+
+    A listing is one answer of a third party: an empty or truncated one (a vendor bug, the wrong
+    account) would otherwise mark every stored flow deleted, as rsync's `--max-delete` guards against.
+    """
+
+    max_share: float = 0.5
+    confirmed: bool = False  # the operator confirmed a mass deletion for this run
+
+    def refuses(self, deleting: int, known: int) -> bool:
+        """True when deleting `deleting` of `known` flows needs a confirmation it does not have."""
+        if self.confirmed or deleting == 0:
+            return False
+        return deleting == known or deleting > self.max_share * known
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """How a run ended, as recorded in its `sync_runs` row."""
+
+    run_id: int
+    status: RunStatus
+    counts: RunCounts
+    error_message: str | None
+    duration_s: float
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == RunStatus.OK else 1
 
 
 @dataclass
@@ -68,278 +94,203 @@ class _FailureStreak:
         self.count = 0
 
 
-def _listed(flow_id: int, item: ApiFlow | PayloadError) -> FetchResult:
-    return Fetched(flow_id, normalize(item)) if isinstance(item, ApiFlow) else Failed(flow_id, item)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Progress(Protocol):
-    """Where a run reports how far it got (a progress bar on a terminal, log lines elsewhere)."""
-
-    def start(self, total: int | None) -> None: ...
-    def advance(self, count: int) -> None: ...
-    def finish(self) -> None: ...
-
-
-class NoProgress:
-    def start(self, total: int | None) -> None:
-        pass
-
-    def advance(self, count: int) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
-class _SwitchInterval:
-    """Shortens the interpreter's switch interval while at least one run is in progress in the process.
-
-    Runs may overlap (a library user syncing two databases from two threads): the interval
-    the process had is restored when the last of them ends, not when the first does.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._runs = 0
-        self._saved = sys.getswitchinterval()
-
-    @contextmanager
-    def shortened(self) -> Iterator[None]:
-        with self._lock:
-            if self._runs == 0:
-                self._saved = sys.getswitchinterval()
-                sys.setswitchinterval(min(self._saved, RUN_SWITCH_INTERVAL_S))
-            self._runs += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._runs -= 1
-                if self._runs == 0:
-                    sys.setswitchinterval(self._saved)
-
-
-_switch_interval = _SwitchInterval()
-
-
-@dataclass(frozen=True, slots=True)
-class RunReport:
-    """How a run ended, as recorded in its `sync_runs` row."""
-
-    run_id: int
-    status: str
-    counts: RunCounts
-    error_message: str | None
-    duration_s: float
-
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.status == RunStatus.OK else 1
-
-
-@dataclass
-class _RunState:
-    counts: RunCounts = field(default_factory=RunCounts)
-    account_error: AccountError | None = None
-    run_error: str | None = None
-    stopped: bool = False
-    failures: list[str] = field(default_factory=list)
-
-
 async def run_sync(
-    engine: Engine,
-    client: FlowApiClient,
+    source: FlowSource,
+    sink: ResultSink,
     selection: FlowSelection,
     *,
     triggered_by: Trigger,
     concurrency: int,
-    stop: threading.Event | None = None,
+    clock: Callable[[], datetime],
+    host: str,
+    pid: int,
+    stop: StopRequest | None = None,
     progress: Progress | None = None,
-    clock: Callable[[], datetime] = utc_now,
-    lock: HeldLock | None = None,
+    guard: DeletionGuard | None = None,
+    linger_s: float = BATCH_LINGER_S,
 ) -> RunReport:
-    """Run one sync and record it in `sync_runs`; never raises for API errors, only for lost databases."""
+    """Run one sync and record it through `sink`; never raises for API errors, only for a lost sink.
+
+    The caller holds the run lock and has checked the schema (see `sync.app.jobs`).
+    """
     progress = progress or NoProgress()
-    stop = stop or threading.Event()
-    started = time.monotonic()
-    abandoned = writer.close_abandoned_runs(engine, clock())
+    started_at = clock()
+    abandoned = sink.close_abandoned_runs(started_at)
     if abandoned:
         log.warning("closed %d earlier run(s) that never finished as failed: %s", len(abandoned), abandoned)
     requested = 0 if selection.everything else len(selection)
-    run_id = writer.start_run(engine, clock(), triggered_by, str(selection), requested)
-    state = _RunState()
-    job = _Job(engine, client, run_id, state, stop, progress, clock, lock or HeldLock(), concurrency)
+    run_id = sink.start_run(
+        started_at,
+        triggered_by=triggered_by,
+        selection=str(selection),
+        requested=requested,
+        host=host,
+        pid=pid,
+    )
+    run = _Run(
+        source,
+        sink,
+        run_id,
+        clock=clock,
+        progress=progress,
+        guard=guard or DeletionGuard(),
+        concurrency=concurrency,
+        linger_s=linger_s,
+    )
+    run.counts.requested = requested
+    loop = asyncio.get_running_loop()
+
+    def on_stop() -> None:  # from any thread, a signal handler included
+        loop.call_soon_threadsafe(run.stop)
+
     finished = False
     try:
-        state.counts.requested = requested
-        with _switch_interval.shortened():
+        with (stop or StopRequest()).listening(on_stop):
             if selection.everything:
-                await job.sync_listing()
+                await run.sync_listing()
             else:
-                await job.sync_ids(iter(selection))
-        if state.account_error is not None:
-            error = state.account_error
-            await asyncio.to_thread(writer.record_run_error, engine, run_id, clock(), error)
+                await run.sync_ids(iter(selection))
+        if run.account_error is not None:
+            await asyncio.to_thread(sink.record_run_error, run_id, clock(), run.account_error)
         finished = True
     except* StoreError as group:
-        state.run_error = f"the database failed during the run: {group.exceptions[0]}"
+        run.run_error = f"the database failed during the run: {group.exceptions[0]}"
         finished = True
     finally:
         progress.finish()
         if not finished:
-            state.run_error = "the run was interrupted by an unexpected error (see the log)"
-        report = _finish(engine, run_id, state, clock(), time.monotonic() - started)
+            run.run_error = "the run was interrupted by an unexpected error (see the log)"
+        report = run.finish((clock() - started_at).total_seconds())
     return report
 
 
-def _finish(engine: Engine, run_id: int, state: _RunState, now: datetime, duration_s: float) -> RunReport:
-    status, message = _verdict(state)
-    report = RunReport(run_id, status, state.counts, message, duration_s)
-    try:
-        writer.finish_run(engine, run_id, now=now, status=status, counts=state.counts, error_message=message)
-    except StoreError as exc:
-        log.error("run %d could not be recorded as %s: %s", run_id, status, exc)
-    _log_report(report, state)
-    return report
+class _Run:
+    """The moving parts of one run, shared by its fetch and write tasks (all on one event loop)."""
 
+    def __init__(
+        self,
+        source: FlowSource,
+        sink: ResultSink,
+        run_id: int,
+        *,
+        clock: Callable[[], datetime],
+        progress: Progress,
+        guard: DeletionGuard,
+        concurrency: int,
+        linger_s: float,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.run_id = run_id
+        self.clock = clock
+        self.progress = progress
+        self.guard = guard
+        self.concurrency = concurrency
+        self.linger_s = linger_s
+        self.counts = RunCounts()
+        self.account_error: AccountError | None = None
+        self.run_error: str | None = None
+        self.stopped = False
+        self.failures: list[str] = []
+        self._fetches: list[asyncio.Task[None]] = []
+        self._listing_arrived = False
+        self._network_failures = _FailureStreak(max(UNREACHABLE_AFTER, 2 * concurrency))
 
-def _verdict(state: _RunState) -> tuple[str, str | None]:
-    if state.run_error:
-        return RunStatus.FAILED, state.run_error
-    if state.account_error:
-        return (
-            RunStatus.FAILED,
-            f"the API refused the account, so the run stopped: {state.account_error.message}",
-        )
-    settled, requested = state.counts.settled, state.counts.requested
-    if state.stopped and settled < requested:
-        return RunStatus.FAILED, f"stopped by a signal after {settled} of {requested} flows"
-    if state.counts.failed:
-        return RunStatus.PARTIAL, None
-    return RunStatus.OK, None
+    def stop(self) -> None:
+        """A stop was asked for: cancel every fetch in flight (results already fetched are still written)."""
+        self.stopped = True
+        self._cancel_fetches()
 
-
-def _log_report(report: RunReport, state: _RunState) -> None:
-    c = report.counts
-    log.info(
-        "run %d %s in %.1f s: %d requested, %d created, %d changed, %d unchanged, %d deleted, %d failed%s",
-        report.run_id,
-        report.status,
-        report.duration_s,
-        c.requested,
-        c.created,
-        c.changed,
-        c.unchanged,
-        c.deleted,
-        c.failed,
-        f" ({report.error_message})" if report.error_message else "",
-    )
-    if state.failures:
-        more = c.failed - len(state.failures)
-        log.warning(
-            "run %d: failed flows include %s%s",
-            report.run_id,
-            "; ".join(state.failures),
-            f" (and {more} more; see `flowsync history`)" if more > 0 else "",
-        )
-
-
-@dataclass
-class _Job:
-    """The moving parts of one run, so the fetch and write loops can share them."""
-
-    engine: Engine
-    client: FlowApiClient
-    run_id: int
-    state: _RunState
-    stop: threading.Event
-    progress: Progress
-    clock: Callable[[], datetime]
-    lock: HeldLock
-    concurrency: int = 1
-    _fetchers: list[asyncio.Task[None]] = field(init=False, default_factory=list)
-    _network_failures: _FailureStreak = field(init=False)
-
-    def __post_init__(self) -> None:
-        self._network_failures = _FailureStreak(max(UNREACHABLE_AFTER, 2 * self.concurrency))
+    def _cancel_fetches(self) -> None:
+        current = asyncio.current_task()
+        for fetch in self._fetches:
+            if fetch is not current:
+                fetch.cancel()
 
     async def sync_ids(self, flow_ids: Iterator[int]) -> None:
-        """Fetch the given IDs, `self.concurrency` at a time, writing results as they arrive."""
-        self.progress.start(self.state.counts.requested)
+        """Fetch the given IDs, `concurrency` at a time, writing results as they arrive."""
+        self.progress.start(self.counts.requested)
         queue: asyncio.Queue[FetchResult | None] = asyncio.Queue(maxsize=self.concurrency + BATCH_SIZE)
         async with asyncio.TaskGroup() as group:
             group.create_task(self._write_from(queue))
-            self._fetchers = [
-                asyncio.create_task(self._fetch_into(flow_ids, queue)) for _ in range(self.concurrency)
+            self._fetches = [
+                group.create_task(self._fetch_into(flow_ids, queue)) for _ in range(self.concurrency)
             ]
-            watcher = asyncio.create_task(self._cancel_fetchers_on_stop())
-            try:
-                outcomes = await asyncio.gather(*self._fetchers, return_exceptions=True)
-            finally:
-                watcher.cancel()
-                for fetcher in self._fetchers:
-                    fetcher.cancel()
-            for outcome in outcomes:
-                if isinstance(outcome, Exception):
-                    raise outcome
+            if self.stopped:  # asked before the fetches existed to be cancelled
+                self._cancel_fetches()
+            # A fetch cancelled by a stop or an account error ends quietly; the writer then drains.
+            await asyncio.wait(self._fetches)
             await queue.put(None)
 
-    async def _cancel_fetchers_on_stop(self) -> None:
-        """A stop signal cancels requests in flight (they are not written); fetched results still are."""
-        while not self.stop.is_set():
-            await asyncio.sleep(STOP_POLL_S)
-        self.state.stopped = True
-        self._cancel_fetchers()
-
-    def _cancel_fetchers(self) -> None:
-        current = asyncio.current_task()
-        for fetcher in self._fetchers:
-            if fetcher is not current:
-                fetcher.cancel()
-
     async def sync_listing(self) -> None:
-        """`all` mode: one `/flow/list` request, then deletions for flows it no longer lists."""
+        """`all` mode: one listing, then deletions for the known flows it no longer lists."""
+        fetch = asyncio.ensure_future(self._fetch_listing())
+        self._fetches = [fetch]
+        if self.stopped:
+            fetch.cancel()
         try:
-            listing = await self.client.flow_list()
+            await fetch
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not fetch.cancelled() or (task is not None and task.cancelling()):
+                raise
+            if not self._listing_arrived:
+                self.run_error = "stopped by a signal before the flow list arrived, so nothing was synced"
+
+    async def _fetch_listing(self) -> None:
+        try:
+            listing = await self.source.fetch_listing()
         except AccountError as exc:
             self._account_refused(exc)
             return
         except ApiError as exc:
-            await asyncio.to_thread(writer.record_run_error, self.engine, self.run_id, self.clock(), exc)
-            self.state.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
+            await asyncio.to_thread(self.sink.record_run_error, self.run_id, self.clock(), exc)
+            self.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
             return
+        # From here a stop lets the batch in hand finish and writes no further one.
+        self._listing_arrived = True
+        self._fetches = []
         listed = listing.flow_ids
-        missing = await asyncio.to_thread(
-            lambda: [flow_id for flow_id in writer.known_flow_ids(self.engine) if flow_id not in listed]
-        )
+        known = await asyncio.to_thread(lambda: list(self.sink.known_flow_ids()))
+        missing = [flow_id for flow_id in known if flow_id not in listed]
         total = len(listing) + len(missing)
-        self.state.counts.requested = total
+        self.counts.requested = total
+        await asyncio.to_thread(self.sink.set_requested, self.run_id, total)
+        if self.guard.refuses(len(missing), len(known)):
+            await self._refuse_mass_deletion(len(missing), len(known))
+            return
         self.progress.start(total)
-        await asyncio.to_thread(writer.set_requested, self.engine, self.run_id, total)
         # The listing is validated a batch at a time, right before that batch is written.
         for batch in listing.batches(BATCH_SIZE):
-            if not await self._write_unless_stopped([_listed(flow_id, item) for flow_id, item in batch]):
+            if not await self._write_unless_stopped(batch):
                 return
         for start in range(0, len(missing), BATCH_SIZE):
             if not await self._write_unless_stopped([Gone(i) for i in missing[start : start + BATCH_SIZE]]):
                 return
 
+    async def _refuse_mass_deletion(self, deleting: int, known: int) -> None:
+        share = "all" if deleting == known else f"more than {self.guard.max_share:.0%}"
+        message = (
+            f"the flow list would mark {deleting} of the {known} known flows deleted ({share}), so nothing "
+            "was written; if those flows really are gone, confirm with one run of `flowsync sync "
+            "--confirm-deletions`"
+        )
+        error = PayloadError(message, endpoint=LISTING_ENDPOINT)
+        await asyncio.to_thread(self.sink.record_run_error, self.run_id, self.clock(), error)
+        self.run_error = message
+        log.error("run %d: %s", self.run_id, message)
+
     async def _write_unless_stopped(self, results: Sequence[FetchResult]) -> bool:
-        if self.stop.is_set():
-            self.state.stopped = True
+        if self.stopped:
             return False
         await self._write(results)
         return True
 
     async def _fetch_into(self, flow_ids: Iterator[int], queue: asyncio.Queue[FetchResult | None]) -> None:
-        # All fetchers share one iterator: each takes the next ID when it is free.
+        # All fetches share one iterator: each takes the next ID when it is free.
         for flow_id in flow_ids:
             try:
-                flow = await self.client.flow_details(flow_id)
+                snapshot = await self.source.fetch_flow(flow_id)
             except AccountError as exc:
                 self._account_refused(exc)
                 return
@@ -350,7 +301,7 @@ class _Job:
                     return
                 continue
             self._network_failures.reset()
-            await queue.put(Gone(flow_id) if flow is None else Fetched(flow_id, normalize(flow)))
+            await queue.put(Gone(flow_id) if snapshot is None else Fetched(flow_id, snapshot))
 
     async def _write_from(self, queue: asyncio.Queue[FetchResult | None]) -> None:
         done = False
@@ -358,7 +309,7 @@ class _Job:
             batch: list[FetchResult] = []
             item = await queue.get()
             if item is not None and queue.qsize() < BATCH_SIZE - 1:
-                await asyncio.sleep(BATCH_LINGER_S)
+                await asyncio.sleep(self.linger_s)
             while item is not None:
                 batch.append(item)
                 if len(batch) >= BATCH_SIZE or queue.empty():
@@ -369,29 +320,76 @@ class _Job:
                 await self._write(batch)
 
     async def _write(self, batch: Sequence[FetchResult]) -> None:
-        outcomes = await asyncio.to_thread(self._write_batch, batch)
-        self.state.counts.add(outcomes)
+        outcomes = await asyncio.to_thread(self.sink.write_batch, self.run_id, self.clock(), batch)
+        self.counts.add(outcomes)
         for result in batch:
-            if isinstance(result, Failed) and len(self.state.failures) < MAX_LOGGED_FAILURES:
-                self.state.failures.append(str(result.error))
+            if isinstance(result, Failed) and len(self.failures) < MAX_LOGGED_FAILURES:
+                self.failures.append(str(result.error))
         self.progress.advance(len(batch))
-
-    def _write_batch(self, batch: Sequence[FetchResult]) -> Counter[Outcome]:
-        self.lock.verify()  # never write once another run could hold the lock
-        return writer.write_results(self.engine, self.run_id, self.clock(), batch)
 
     def _account_refused(self, error: AccountError) -> None:
         """The account is refused: no request may follow, so every other fetch is cancelled at once."""
-        if self.state.account_error is None:
-            self.state.account_error = error
+        if self.account_error is None:
+            self.account_error = error
             log.error("run %d stopped: the API refused the account: %s", self.run_id, error.message)
-        self._cancel_fetchers()
+        self._cancel_fetches()
 
     def _unreachable(self, error: ApiError) -> None:
-        if self.state.run_error is None:
-            self.state.run_error = (
+        if self.run_error is None:
+            self.run_error = (
                 f"stopped after {self._network_failures.count} network failures in a row; "
                 f"the API looks unreachable (last: {error.message})"
             )
-            log.error("run %d stopped: %s", self.run_id, self.state.run_error)
-        self._cancel_fetchers()
+            log.error("run %d stopped: %s", self.run_id, self.run_error)
+        self._cancel_fetches()
+
+    def finish(self, duration_s: float) -> RunReport:
+        """Record how the run ended (a sink that fails here is logged: the report still says it)."""
+        status, message = self._verdict()
+        report = RunReport(self.run_id, status, self.counts, message, duration_s)
+        try:
+            self.sink.finish_run(
+                self.run_id, self.clock(), status=status, counts=self.counts, error_message=message
+            )
+        except StoreError as exc:
+            log.error("run %d could not be recorded as %s: %s", self.run_id, status, exc)
+        self._log(report)
+        return report
+
+    def _verdict(self) -> tuple[RunStatus, str | None]:
+        if self.run_error:
+            return RunStatus.FAILED, self.run_error
+        if self.account_error:
+            refusal = self.account_error.message
+            return RunStatus.FAILED, f"the API refused the account, so the run stopped: {refusal}"
+        settled, requested = self.counts.settled, self.counts.requested
+        if self.stopped and settled < requested:
+            return RunStatus.FAILED, f"stopped by a signal after {settled} of {requested} flows"
+        if self.counts.failed:
+            return RunStatus.PARTIAL, None
+        return RunStatus.OK, None
+
+    def _log(self, report: RunReport) -> None:
+        c = report.counts
+        log.info(
+            "run %d %s in %.1f s: %d requested, %d created, %d changed, %d unchanged, %d deleted, "
+            "%d failed%s",
+            report.run_id,
+            report.status,
+            report.duration_s,
+            c.requested,
+            c.created,
+            c.changed,
+            c.unchanged,
+            c.deleted,
+            c.failed,
+            f" ({report.error_message})" if report.error_message else "",
+        )
+        if self.failures:
+            more = c.failed - len(self.failures)
+            log.warning(
+                "run %d: failed flows include %s%s",
+                report.run_id,
+                "; ".join(self.failures),
+                f" (and {more} more; see `flowsync history`)" if more > 0 else "",
+            )

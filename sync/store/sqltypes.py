@@ -48,3 +48,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def stored_timestamp(value: object) -> datetime:
+    """A `UtcDateTime` value read raw (SQLite's text, a server's datetime) as aware UTC, else `ValueError`.
+
+    For reading rows that may be corrupt one at a time: SQLite keeps any text in a timestamp column.
+    """
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(f"not a timestamp: a {type(value).__name__}")
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

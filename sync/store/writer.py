@@ -11,8 +11,6 @@ flow is recorded as failed. A lost connection is a `StoreError` for the run.
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,16 +19,17 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError
 
 from sync.core.diff import diff
 from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.snapshot import FlowSnapshot, NodeSnapshot
-from sync.errors import ApiError, StoreError
+from sync.errors import DatabaseRefusal, FlowError, StoreError
 from sync.store.database import short_error
 from sync.store.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.store.sqltypes import stored_timestamp
 from sync.store.upsert import upsert
-from sync.vocabulary import ErrorKind, Event, Outcome, RunStatus, SyncState, Trigger
+from sync.vocabulary import Event, Outcome, RunStatus, SyncState, Trigger
 
 MAX_MESSAGE_CHARS = 1000
 
@@ -72,7 +71,16 @@ def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
     return ids
 
 
-def start_run(engine: Engine, now: datetime, triggered_by: Trigger, selection: str, requested: int) -> int:
+def start_run(
+    engine: Engine,
+    now: datetime,
+    *,
+    triggered_by: Trigger,
+    selection: str,
+    requested: int,
+    host: str,
+    pid: int,
+) -> int:
     with _transaction(engine) as connection:
         result = connection.execute(
             sync_runs.insert().values(
@@ -80,8 +88,8 @@ def start_run(engine: Engine, now: datetime, triggered_by: Trigger, selection: s
                 triggered_by=triggered_by,
                 status=RunStatus.RUNNING,
                 flow_selection=selection,
-                worker_host=socket.gethostname()[:255],
-                worker_pid=os.getpid(),
+                worker_host=host[:255],
+                worker_pid=pid,
                 **RunCounts(requested=requested).as_columns(),
             )
         )
@@ -115,7 +123,7 @@ def finish_run(
         )
 
 
-def record_run_error(engine: Engine, run_id: int, now: datetime, error: ApiError) -> None:
+def record_run_error(engine: Engine, run_id: int, now: datetime, error: FlowError) -> None:
     """An error that concerns the whole run (account refused, listing unusable): `flow_id` stays null."""
     with _transaction(engine) as connection:
         connection.execute(flow_history.insert().values(_error_row(run_id, now, None, error)))
@@ -135,11 +143,8 @@ def write_results(
             for result in results:
                 total += write_results(engine, run_id, now, [result])
             return total
-        refused = ApiError(
-            f"the database refused this flow's values ({short_error(exc)})",
-            endpoint="database",
-            flow_id=results[0].flow_id,
-            kind=ErrorKind.DATABASE,
+        refused = DatabaseRefusal(
+            f"the database refused this flow's values ({short_error(exc)})", flow_id=results[0].flow_id
         )
         with _transaction(engine) as connection:
             return _write(connection, run_id, now, [Failed(results[0].flow_id, refused)])
@@ -173,11 +178,13 @@ def _write(
             changed.append(result.flow_id)
         elif previous.sync_state == SyncState.DELETED:
             rewritten.append(result.flow_id)
+    details, corrupt = _stored_details(connection, rewritten)
     plan = _Plan(
         run_id=run_id,
         now=now,
         stored=stored,
-        details=_stored_details(connection, rewritten),
+        details=details,
+        corrupt=corrupt,
         old_nodes=_stored_nodes(connection, changed),
     )
     for result in results:
@@ -205,6 +212,7 @@ class _Plan:
     now: datetime
     stored: dict[int, StoredFlow]
     details: dict[int, StoredDetails]
+    corrupt: dict[int, str]  # flows whose stored row cannot be read: why
     old_nodes: dict[int, list[NodeSnapshot]]
     outcomes: Counter[Outcome] = field(default_factory=Counter)
     refresh: list[int] = field(default_factory=list)
@@ -217,7 +225,11 @@ class _Plan:
 
     def add(self, result: FetchResult) -> None:
         previous = self.stored.get(result.flow_id)
-        if isinstance(result, Fetched):
+        if result.flow_id in self.corrupt:
+            # Rewriting it would need the values that cannot be read; the row stays for a person to see.
+            refusal = DatabaseRefusal(self.corrupt[result.flow_id], flow_id=result.flow_id)
+            self._failed(Failed(result.flow_id, refusal), previous)
+        elif isinstance(result, Fetched):
             self._fetched(result.snapshot, previous)
         elif isinstance(result, Gone):
             self._gone(result.flow_id, previous)
@@ -332,13 +344,33 @@ def _stored_flows(connection: Connection, ids: list[int]) -> dict[int, StoredFlo
     }
 
 
-def _stored_details(connection: Connection, ids: list[int]) -> dict[int, StoredDetails]:
+def _stored_details(
+    connection: Connection, ids: list[int]
+) -> tuple[dict[int, StoredDetails], dict[int, str]]:
+    """The old name and timestamps of `ids`, and, apart, the flows whose stored timestamps are unreadable.
+
+    The timestamps are read raw and parsed per row, so that one corrupt value (SQLite stores any text
+    in a timestamp column) fails only its own flow and not the whole batch.
+    """
+    details: dict[int, StoredDetails] = {}
+    corrupt: dict[int, str] = {}
     if not ids:
-        return {}
-    query = sa.select(flows.c.flow_id, flows.c.name, flows.c.first_seen_at, flows.c.last_changed_at).where(
-        flows.c.flow_id.in_(ids)
-    )
-    return {flow_id: StoredDetails(*rest) for flow_id, *rest in connection.execute(query)}
+        return details, corrupt
+    columns = ("first_seen_at", "last_changed_at")
+    query = sa.select(
+        flows.c.flow_id, flows.c.name, *(sa.type_coerce(flows.c[name], sa.Text()) for name in columns)
+    ).where(flows.c.flow_id.in_(ids))
+    for flow_id, name, *raw in connection.execute(query):
+        times: list[datetime] = []
+        for column, value in zip(columns, raw, strict=True):
+            try:
+                times.append(stored_timestamp(value))
+            except ValueError:
+                corrupt[flow_id] = f"its stored row is corrupt: flows.{column} is not a timestamp"
+                break
+        else:
+            details[flow_id] = StoredDetails(name, *times)
+    return details, corrupt
 
 
 def _stored_nodes(connection: Connection, ids: list[int]) -> dict[int, list[NodeSnapshot]]:
@@ -379,7 +411,7 @@ def _event_row(
     }
 
 
-def _error_row(run_id: int, now: datetime, flow_id: int | None, error: ApiError) -> dict[str, Any]:
+def _error_row(run_id: int, now: datetime, flow_id: int | None, error: FlowError) -> dict[str, Any]:
     row = _event_row(run_id, now, flow_id, Event.ERROR)
     row.update(error_kind=error.kind, error_code=error.code, error_message=_clip(error.message))
     return row
@@ -395,16 +427,19 @@ def _clip(message: str | None) -> str | None:
 def _transaction(engine: Engine, *, read_only: bool = False, fatal_only: bool = True) -> Iterator[Connection]:
     """`engine.begin()` that turns a lost or unusable database into `StoreError`.
 
-    With `fatal_only=False`, errors about the data itself (a value the database
-    refuses) pass through unchanged so the caller can isolate the flow.
+    With `fatal_only=False`, other errors (a value the database refuses: a constraint, a
+    trigger) pass through unchanged so the caller can isolate the flow. A lost connection is
+    told by SQLAlchemy's own disconnect check, not by the error class: PyMySQL raises
+    `OperationalError` for a trigger's SIGNAL as well as for a dropped connection. An error
+    that is neither repeats when the caller retries flow by flow, and then ends the run.
     """
     target = engine.execution_options(flowsync_read_only=True) if read_only else engine
     try:
         with target.begin() as connection:
             yield connection
-    except (OperationalError, InterfaceError) as exc:
-        raise StoreError(f"lost the connection or the server failed ({short_error(exc)})") from exc
     except DBAPIError as exc:
-        if exc.connection_invalidated or fatal_only:
+        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+            raise StoreError(f"lost the connection or the server failed ({short_error(exc)})") from exc
+        if fatal_only:
             raise StoreError(f"the server refused a statement ({short_error(exc)})") from exc
         raise
