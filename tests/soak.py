@@ -3,7 +3,9 @@
 After the runs, three things must hold, and every difference is counted as a mismatch:
 
 1. the database equals what the simulator last served with success, for every flow;
-2. replaying `flow_history` from nothing gives exactly the current `flows`/`flow_nodes`;
+2. replaying `flow_history` from nothing gives exactly the current `flows`/`flow_nodes`, and
+   exactly the analyst layer: `flow_versions`, `flow_version_nodes`, `flow_changes` and the
+   streak columns of `flows`;
 3. every finished run's counts add up, and match the events it wrote.
 
 `python -m tests.soak --runs 200 --flows 200` prints the figures quoted in
@@ -38,6 +40,7 @@ from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.client import Backoff
 from sync.vendor.payload import normalize, parse_flow
 from sync.vocabulary import Trigger
+from tests.replay import replayed, stored
 from tests.tables import stored_snapshots
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
@@ -121,6 +124,7 @@ def soak(database_url: str, *, runs: int, flows_count: int, fault_rate: float, s
             report.faults = sim.stats.faults
             report.mismatches += _compare_with_served(engine, sim.stats.served)
         report.mismatches += _replay_history(engine)
+        report.mismatches += _replay_analyst_layer(engine)
         report.mismatches += _check_counts(engine)
         report.events = _event_counts(engine)
         report.flows_written = sum(n for e, n in report.events.items() if e != "error")
@@ -227,6 +231,24 @@ def _replay_history(engine: sa.Engine) -> list[str]:
             elif snapshot != snapshots[flow_id] or deleted != (row.sync_state == "deleted"):
                 problems.append(f"flow {flow_id}: history does not replay to the stored state")
         problems += [f"flow {f}: history has events but no flows row" for f in state.keys() - stored.keys()]
+    return problems
+
+
+def _replay_analyst_layer(engine: sa.Engine) -> list[str]:
+    """The analyst tables against an independent replay of `flow_history`, row by row."""
+    with engine.connect() as connection:
+        expected, actual = replayed(connection), stored(connection)
+    problems = []
+    for table in ("versions", "version_nodes", "changes"):
+        wanted = {tuple(sorted(row.items())) for row in getattr(expected, table)}
+        found = {tuple(sorted(row.items())) for row in getattr(actual, table)}
+        problems += [f"{table}: missing {dict(row)}" for row in wanted - found]
+        problems += [f"{table}: unexpected {dict(row)}" for row in found - wanted]
+    problems += [
+        f"flow {flow_id}: streak {actual.streaks.get(flow_id)} where history says {streak}"
+        for flow_id, streak in expected.streaks.items()
+        if actual.streaks.get(flow_id) != streak
+    ]
     return problems
 
 

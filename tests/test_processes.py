@@ -13,6 +13,7 @@ from sync.simulator import LIST, Fault, SimulatorConfig, SimulatorHandle, runnin
 from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.payload import normalize, parse_flow
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
+from tests.replay import assert_analyst_layer_replays
 from tests.tables import assert_every_flow_whole, stored_snapshots
 
 SLOW = Fault.delay(0.15)
@@ -166,6 +167,7 @@ def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
         for flow_id, stored in stored_now.items():
             candidates = [normalize(parse_flow(v)).as_json() for v in (old[flow_id], new[flow_id]) if v]
             assert stored in candidates, f"attempt {attempt}: flow {flow_id} is neither old nor new"
+        assert_analyst_layer_replays(engine)  # no version or changed value without its event
         result = flowsync("sync", env=env)
         assert result.returncode == 0, result.stderr
         assert_every_flow_whole(engine, sim)

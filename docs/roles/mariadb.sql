@@ -14,6 +14,9 @@ GRANT SELECT, INSERT, UPDATE ON flowsync.flows TO 'flowsync_writer'@'%';
 GRANT SELECT, INSERT, DELETE ON flowsync.flow_nodes TO 'flowsync_writer'@'%';
 GRANT SELECT, INSERT ON flowsync.flow_history TO 'flowsync_writer'@'%';
 GRANT SELECT, INSERT, UPDATE ON flowsync.sync_runs TO 'flowsync_writer'@'%';
+GRANT SELECT, INSERT, UPDATE ON flowsync.flow_versions TO 'flowsync_writer'@'%';
+GRANT SELECT, INSERT ON flowsync.flow_version_nodes TO 'flowsync_writer'@'%';
+GRANT SELECT, INSERT ON flowsync.flow_changes TO 'flowsync_writer'@'%';
 GRANT SELECT ON flowsync.alembic_version TO 'flowsync_writer'@'%';
 
 GRANT SELECT ON flowsync.* TO 'flowsync_reader'@'%';

@@ -17,7 +17,10 @@ GRANT SELECT, INSERT, UPDATE ON flows TO flowsync_writer;
 GRANT SELECT, INSERT, DELETE ON flow_nodes TO flowsync_writer;       -- a changed flow replaces its nodes
 GRANT SELECT, INSERT ON flow_history TO flowsync_writer;             -- append-only
 GRANT SELECT, INSERT, UPDATE ON sync_runs TO flowsync_writer;
+GRANT SELECT, INSERT, UPDATE ON flow_versions TO flowsync_writer;    -- a new version closes the last one
+GRANT SELECT, INSERT ON flow_version_nodes TO flowsync_writer;
+GRANT SELECT, INSERT ON flow_changes TO flowsync_writer;
 GRANT SELECT ON alembic_version TO flowsync_writer;                  -- the schema check before each run
-GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO flowsync_writer;    -- ids of flow_history and sync_runs
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO flowsync_writer;    -- ids of flow_history, sync_runs, flow_changes
 
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO flowsync_reader;

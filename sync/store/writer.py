@@ -21,17 +21,33 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
-from sync.core.diff import diff
+from sync.core.diff import Change, diff
 from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.snapshot import FlowSnapshot, NodeSnapshot
+from sync.core.versions import HistoryEvent, OpenVersion, VersionLedger
 from sync.errors import DatabaseRefusal, FlowError, StoreError
 from sync.store.database import short_error
-from sync.store.schema import flow_history, flow_nodes, flows, sync_runs
+from sync.store.schema import (
+    flow_changes,
+    flow_history,
+    flow_nodes,
+    flow_version_nodes,
+    flow_versions,
+    flows,
+    sync_runs,
+)
 from sync.store.sqltypes import stored_timestamp
 from sync.store.upsert import upsert
 from sync.vocabulary import Event, Outcome, RunStatus, SyncState, Trigger
 
 MAX_MESSAGE_CHARS = 1000
+# A flow whose latest fetch succeeded has no failure streak (the analyst layer's `flows` columns).
+NO_STREAK: dict[str, Any] = {
+    "failing_since": None,
+    "consecutive_failures": 0,
+    "last_error_kind": None,
+    "last_error_code": None,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +237,10 @@ class _Plan:
     replaced: list[FlowSnapshot] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     deletions: list[int] = field(default_factory=list)
+    still_gone: list[int] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # The configuration events among `history` (by position), for the analyst layer's rows.
+    configurations: list[_ConfigurationEvent] = field(default_factory=list)
 
     def add(self, result: FetchResult) -> None:
         previous = self.stored.get(result.flow_id)
@@ -270,29 +289,44 @@ class _Plan:
                 "deleted_at": None,
                 "sync_state": SyncState.OK,
                 "last_error": None,
+                **NO_STREAK,
             }
         )
         if content_changed:
             self.replaced.append(snapshot)
-        self.history.append(
-            _event_row(self.run_id, self.now, snapshot.flow_id, event, changes=changes, snapshot=snapshot)
-        )
+        self._configuration(Event(event), snapshot.flow_id, snapshot, changes)
         self.outcomes[event] += 1
 
     def _gone(self, flow_id: int, previous: StoredFlow | None) -> None:
         if previous is None or previous.sync_state == SyncState.DELETED:
+            if previous is not None:
+                self.still_gone.append(flow_id)  # a successful fetch all the same: it ends a failure streak
             self.outcomes[Outcome.UNCHANGED] += 1  # it did not exist before either
             return
         self.deletions.append(flow_id)
-        self.history.append(_event_row(self.run_id, self.now, flow_id, Event.DELETED))
+        self._configuration(Event.DELETED, flow_id, None, None)
         self.outcomes[Outcome.DELETED] += 1
+
+    def _configuration(
+        self, event: Event, flow_id: int, snapshot: FlowSnapshot | None, changes: list[Change] | None
+    ) -> None:
+        self.configurations.append(_ConfigurationEvent(len(self.history), event, flow_id, snapshot, changes))
+        self.history.append(
+            _event_row(self.run_id, self.now, flow_id, event, changes=changes, snapshot=snapshot)
+        )
 
     def _failed(self, result: Failed, previous: StoredFlow | None) -> None:
         if previous is not None:
             # A flow the API already reported gone stays deleted; a failed fetch proves nothing.
             state = SyncState.DELETED if previous.sync_state == SyncState.DELETED else SyncState.ERROR
             self.failures.append(
-                {"b_flow_id": result.flow_id, "b_state": state, "b_error": _clip(result.error.message)}
+                {
+                    "b_flow_id": result.flow_id,
+                    "b_state": state,
+                    "b_error": _clip(result.error.message),
+                    "b_kind": result.error.kind,
+                    "b_code": result.error.code,
+                }
             )
         self.history.append(_error_row(self.run_id, self.now, result.flow_id, result.error))
         self.outcomes[Outcome.FAILED] += 1
@@ -307,7 +341,13 @@ class _Plan:
             connection.execute(
                 flows.update()
                 .where(flows.c.flow_id.in_(self.recovered))
-                .values(last_fetched_at=now, sync_state=SyncState.OK, last_error=None)
+                .values(last_fetched_at=now, sync_state=SyncState.OK, last_error=None, **NO_STREAK)
+            )
+        if self.still_gone:
+            connection.execute(
+                flows.update()
+                .where(flows.c.flow_id.in_(self.still_gone))
+                .values(last_fetched_at=now, last_error=None, **NO_STREAK)
             )
         upsert(connection, flows, self.upserts, keep=("first_seen_at",))
         if self.replaced:
@@ -320,17 +360,129 @@ class _Plan:
             connection.execute(
                 flows.update()
                 .where(flows.c.flow_id == sa.bindparam("b_flow_id"))
-                .values(sync_state=sa.bindparam("b_state"), last_error=sa.bindparam("b_error")),
+                .values(
+                    sync_state=sa.bindparam("b_state"),
+                    last_error=sa.bindparam("b_error"),
+                    consecutive_failures=flows.c.consecutive_failures + 1,
+                    failing_since=sa.func.coalesce(flows.c.failing_since, now),
+                    last_error_kind=sa.bindparam("b_kind"),
+                    last_error_code=sa.bindparam("b_code"),
+                ),
                 self.failures,
             )
         if self.deletions:
             connection.execute(
                 flows.update()
                 .where(flows.c.flow_id.in_(self.deletions))
-                .values(sync_state=SyncState.DELETED, deleted_at=now, last_fetched_at=now, last_error=None)
+                .values(
+                    sync_state=SyncState.DELETED,
+                    deleted_at=now,
+                    last_fetched_at=now,
+                    last_error=None,
+                    **NO_STREAK,
+                )
             )
-        if self.history:
+        if not self.history:
+            return
+        if not self.configurations:
             connection.execute(flow_history.insert(), self.history)
+            return
+        # The analyst layer's rows name the events they derive from, so the new ids come back.
+        inserted = connection.execute(
+            flow_history.insert().returning(flow_history.c.id, sort_by_parameter_order=True), self.history
+        )
+        history_ids = list(inserted.scalars())
+        _write_versions(connection, self, history_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class _ConfigurationEvent:
+    """A `created`, `changed`, `deleted` or `restored` row of a batch, with what its versions need."""
+
+    index: int  # its place in the batch's history rows
+    event: Event
+    flow_id: int
+    snapshot: FlowSnapshot | None
+    changes: list[Change] | None
+
+
+def _write_versions(connection: Connection, plan: _Plan, history_ids: list[int]) -> None:
+    """Versions, their nodes and changed values for the batch's configuration events.
+
+    Each flow's ledger starts from its latest stored version (none for a created flow), so the
+    rows are exactly those the 0002 migration would derive from the same events.
+    """
+    ledgers = _ledgers(connection, [e.flow_id for e in plan.configurations if e.event != Event.CREATED])
+    closed: list[dict[str, Any]] = []
+    opened: list[dict[str, Any]] = []
+    nodes: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = []
+    for configuration in plan.configurations:
+        event = HistoryEvent(
+            history_id=history_ids[configuration.index],
+            run_id=plan.run_id,
+            flow_id=configuration.flow_id,
+            occurred_at=plan.now,
+            event=configuration.event,
+            snapshot=configuration.snapshot,
+            changes=configuration.changes or (),
+        )
+        rows = ledgers.setdefault(configuration.flow_id, VersionLedger()).apply(event)
+        if rows.closed is not None:
+            closed.append(
+                {
+                    "b_flow_id": rows.closed.flow_id,
+                    "b_version_no": rows.closed.version_no,
+                    "b_valid_to": rows.closed.valid_to,
+                    "b_closed_by": rows.closed.closed_by,
+                    "b_closed_by_event": rows.closed.closed_by_event,
+                    "b_seconds": rows.closed.seconds_current,
+                }
+            )
+        if rows.opened is not None:
+            opened.append(rows.opened.version_row())
+            nodes.extend(rows.opened.node_rows())
+        changes.extend(rows.change_rows(event))
+    if closed:
+        connection.execute(
+            flow_versions.update()
+            .where(
+                flow_versions.c.flow_id == sa.bindparam("b_flow_id"),
+                flow_versions.c.version_no == sa.bindparam("b_version_no"),
+            )
+            .values(
+                valid_to=sa.bindparam("b_valid_to"),
+                closed_by=sa.bindparam("b_closed_by"),
+                closed_by_event=sa.bindparam("b_closed_by_event"),
+                seconds_current=sa.bindparam("b_seconds"),
+            ),
+            closed,
+        )
+    for table, rows_ in ((flow_versions, opened), (flow_version_nodes, nodes), (flow_changes, changes)):
+        if rows_:
+            connection.execute(table.insert(), rows_)
+
+
+def _ledgers(connection: Connection, ids: list[int]) -> dict[int, VersionLedger]:
+    """Each flow's latest version number and its open version, if any."""
+    if not ids:
+        return {}
+    latest = dict(
+        connection.execute(
+            sa.select(flow_versions.c.flow_id, sa.func.max(flow_versions.c.version_no))
+            .where(flow_versions.c.flow_id.in_(ids))
+            .group_by(flow_versions.c.flow_id)
+        ).all()
+    )
+    open_versions = {
+        flow_id: OpenVersion(version_no, valid_from)
+        for flow_id, version_no, valid_from in connection.execute(
+            sa.select(flow_versions.c.flow_id, flow_versions.c.version_no, flow_versions.c.valid_from).where(
+                flow_versions.c.flow_id.in_(ids), flow_versions.c.valid_to.is_(None)
+            )
+        )
+    }
+    return {flow_id: VersionLedger(latest.get(flow_id, 0), open_versions.get(flow_id)) for flow_id in ids}
 
 
 def _stored_flows(connection: Connection, ids: list[int]) -> dict[int, StoredFlow]:
