@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -62,6 +62,7 @@ def sync_once(
     transport: httpx.AsyncBaseTransport | None = None,
     backoff: Backoff | None = None,
     guard: DeletionGuard | None = None,
+    clock: Callable[[], datetime] = utc_now,
 ) -> RunReport:
     """One complete run: check the schema, take the lock, fetch and write, release."""
     api_key, api_secret, selection = settings.require_api()
@@ -86,7 +87,7 @@ def sync_once(
                     selection,
                     triggered_by=triggered_by,
                     concurrency=settings.concurrency,
-                    clock=utc_now,
+                    clock=clock,
                     host=socket.gethostname(),
                     pid=os.getpid(),
                     stop=stop,
