@@ -1,0 +1,86 @@
+"""What a health check and the metrics read: the latest runs and how many flows are in each state.
+
+Each read is a few indexed look-ups and one small aggregate, cheap enough for a probe
+that runs every few seconds; it opens a read-only connection (no write lock on SQLite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from sync.core.outcomes import RunCounts
+from sync.store.database import reading
+from sync.store.schema import flows, sync_runs
+from sync.vocabulary import RunStatus, SyncState
+
+SUCCESSFUL = (RunStatus.OK, RunStatus.PARTIAL)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """One `sync_runs` row, as the metrics and the health check need it."""
+
+    run_id: int
+    status: RunStatus
+    started_at: datetime
+    finished_at: datetime | None
+    counts: RunCounts
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class HealthFacts:
+    """The latest run, the latest successful one, and the flows by state and failing now."""
+
+    latest_run: RunFacts | None
+    latest_success: RunFacts | None
+    flows_by_state: dict[SyncState, int]
+    failing_flows: int
+
+
+def read_health(engine: Engine, run_id: int | None = None) -> HealthFacts:
+    """The facts now; with `run_id`, that run stands as the latest (the one a process just finished)."""
+    with reading(engine) as connection:
+        latest = _run(connection, sync_runs.c.id == run_id) if run_id is not None else _run(connection)
+        success = _run(connection, sync_runs.c.status.in_(SUCCESSFUL), sync_runs.c.finished_at.is_not(None))
+        states: dict[str, int] = dict(
+            connection.execute(
+                sa.select(flows.c.sync_state, sa.func.count()).group_by(flows.c.sync_state)
+            ).all()
+        )
+        failing = connection.scalar(
+            sa.select(sa.func.count()).select_from(flows).where(flows.c.consecutive_failures > 0)
+        )
+    return HealthFacts(
+        latest_run=latest,
+        latest_success=success,
+        flows_by_state={state: int(states.get(state, 0)) for state in SyncState},
+        failing_flows=int(failing or 0),
+    )
+
+
+def _run(connection: Connection, *conditions: sa.ColumnElement[bool]) -> RunFacts | None:
+    row = connection.execute(
+        sa.select(sync_runs).where(*conditions).order_by(sync_runs.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return RunFacts(
+        run_id=row.id,
+        status=RunStatus(row.status),
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        counts=RunCounts(
+            requested=row.flows_requested,
+            created=row.flows_created,
+            changed=row.flows_changed,
+            unchanged=row.flows_unchanged,
+            deleted=row.flows_deleted,
+            failed=row.flows_failed,
+        ),
+        error_message=row.error_message,
+    )
