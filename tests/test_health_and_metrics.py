@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import Engine
 
 from sync.app import jobs
-from sync.app.health import duration, evaluate
+from sync.app.health import default_max_age_s, duration, evaluate
 from sync.app.metrics import SyncMetrics
 from sync.core.outcomes import RunCounts
 from sync.simulator import Fault, FaultKind, SimulatorHandle
@@ -21,20 +22,21 @@ from sync.store.schema import flows, sync_runs
 from sync.vendor.client import Backoff
 from sync.vocabulary import RunStatus, SyncState, Trigger
 from tests.conftest import settings_for
+from tests.process import flowsync, flowsync_env
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 def run(
-    run_id: int, status: RunStatus, ended_minutes_ago: float | None, error: str | None = None
+    run_id: int, status: RunStatus, ended_minutes_ago: float | None, error: str | None = None, failed: int = 0
 ) -> RunFacts:
     finished = None if ended_minutes_ago is None else NOW - timedelta(minutes=ended_minutes_ago)
-    return RunFacts(run_id, status, NOW - timedelta(hours=5), finished, RunCounts(), error)
+    return RunFacts(run_id, status, NOW - timedelta(hours=5), finished, RunCounts(failed=failed), error)
 
 
-def facts(latest: RunFacts | None, success: RunFacts | None, failing: int = 0) -> HealthFacts:
-    return HealthFacts(latest, success, dict.fromkeys(SyncState, 0), failing)
+def facts(latest: RunFacts | None, success: RunFacts | None) -> HealthFacts:
+    return HealthFacts(latest, success, dict.fromkeys(SyncState, 0))
 
 
 @pytest.mark.parametrize(
@@ -57,10 +59,10 @@ def facts(latest: RunFacts | None, success: RunFacts | None, failing: int = 0) -
             id="fresh",
         ),
         pytest.param(
-            facts(run(9, RunStatus.FAILED, 1), run(8, RunStatus.PARTIAL, 14, None), failing=2),
+            facts(run(9, RunStatus.FAILED, 1), run(8, RunStatus.PARTIAL, 14, None, failed=2)),
             None,
             True,
-            "run 8 partial 14 min ago; 2 flows failing",
+            "run 8 partial 14 min ago, 2 flows failed",
             id="a failed run after a recent success",
         ),
         pytest.param(
@@ -71,17 +73,17 @@ def facts(latest: RunFacts | None, success: RunFacts | None, failing: int = 0) -
             id="too old",
         ),
         pytest.param(
-            facts(run(9, RunStatus.PARTIAL, 1), run(9, RunStatus.PARTIAL, 1), failing=4),
+            facts(run(9, RunStatus.PARTIAL, 1), run(9, RunStatus.PARTIAL, 1, failed=4)),
             3,
             False,
-            "4 flows are failing, more than the 3 allowed",
+            "4 flows failed in run 9, more than the 3 allowed",
             id="too many failing",
         ),
         pytest.param(
-            facts(run(9, RunStatus.PARTIAL, 1), run(9, RunStatus.PARTIAL, 1), failing=3),
+            facts(run(9, RunStatus.PARTIAL, 1), run(9, RunStatus.PARTIAL, 1, failed=3)),
             3,
             True,
-            "run 9 partial 1 min ago; 3 flows failing",
+            "run 9 partial 1 min ago, 3 flows failed",
             id="at the limit",
         ),
     ],
@@ -192,3 +194,59 @@ def test_the_worker_serves_its_metrics_and_counts_runs_by_status() -> None:
     assert sample(text, "flowsync_runs_total", status="ok") == 0
     assert sample(text, "flowsync_runs_total", status="failed") == 0
     assert sample(text, "flowsync_flows", state="deleted") == 0
+
+
+@pytest.mark.parametrize(
+    ("cron", "interval_s", "expected_s"),
+    [
+        pytest.param(None, 300, 900, id="three intervals"),
+        pytest.param("*/10 * * * *", 300, 1800, id="every ten minutes"),
+        pytest.param("0 9 * * 1-5", 300, 3 * 3 * 86400, id="weekdays: the weekend is the longest gap"),
+    ],
+)
+def test_the_default_max_age_is_three_intervals_of_the_schedule(
+    cron: str | None, interval_s: float, expected_s: float
+) -> None:
+    """An interval counts thrice; a cron schedule by its longest gap between runs."""
+    assert default_max_age_s(interval_s, cron, NOW) == expected_s
+
+
+def check(database_url: str, *args: str, **env: str) -> tuple[int, str]:
+    result = flowsync("check", *args, env=flowsync_env(None, database_url, None, **env))
+    assert result.stderr == "" or result.returncode == 2, result.stderr
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def test_check_says_why_it_passes_or_fails(engine: Engine, sim: SimulatorHandle, database_url: str) -> None:
+    """The real command on each database: 1 before any success, 0 after one, 1 when too old or failing."""
+    assert check(database_url) == (1, "unhealthy: no run has been recorded yet")
+    settings = settings_for(sim, database_url, "1-5")
+    sim.faults.persist(3, Fault.html())
+    report = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    code, line = check(database_url)
+    assert code == 0
+    assert re.fullmatch(rf"healthy: run {report.run_id} partial \d+ s ago, 1 flows failed", line), line
+    assert check(database_url, "--max-failing", "1")[0] == 0
+    assert check(database_url, "--max-failing", "0") == (
+        1,
+        f"unhealthy: 1 flows failed in run {report.run_id}, more than the 0 allowed",
+    )
+    code, line = check(database_url, "--max-age", "0.000001")
+    assert code == 1
+    assert line.startswith(f"unhealthy: the latest successful run ({report.run_id}) finished ")
+
+
+def test_check_without_a_usable_database_exits_2(tmp_path: Path, server_database_url: str) -> None:
+    """Missing file, database not upgraded, server unreachable: 2, and the line says which."""
+    code, line = check(f"sqlite:///{tmp_path / 'missing.db'}")
+    assert code == 2
+    assert "no usable database" in line
+    assert "run `flowsync db upgrade`" in line
+    assert not (tmp_path / "missing.db").exists(), "the check must not create the database"
+    code, line = check(server_database_url)
+    assert code == 2
+    assert "has no flowsync tables yet" in line
+    unreachable = sa.make_url(server_database_url).set(host="127.0.0.1", port=1)
+    code, line = check(unreachable.render_as_string(hide_password=False))
+    assert code == 2
+    assert "no usable database" in line

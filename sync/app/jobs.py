@@ -23,6 +23,7 @@ from sync.pipeline.loop import DeletionGuard, RunReport, run_sync
 from sync.pipeline.ports import Progress
 from sync.pipeline.stop import StopRequest
 from sync.store.database import check_schema, create_engine
+from sync.store.health import HealthFacts, read_health
 from sync.store.run_lock import run_lock
 from sync.store.schema import SCHEMA_REVISIONS
 from sync.store.sink import SqlResultSink
@@ -46,6 +47,11 @@ def database(settings: Settings) -> Iterator[Engine]:
 def check_ready(engine: Engine) -> None:
     """`SchemaError` unless the database is exactly at this flowsync's latest migration."""
     check_schema(engine, {SCHEMA_REVISIONS[-1]}, set(SCHEMA_REVISIONS))
+
+
+def health_facts(engine: Engine) -> HealthFacts:
+    """What `flowsync check` judges: the latest runs and the flows failing now."""
+    return read_health(engine)
 
 
 def utc_now() -> datetime:

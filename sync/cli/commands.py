@@ -207,6 +207,41 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 
 @cli.command()
 @_database_option
+@click.option(
+    "--max-age",
+    "max_age_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="seconds the latest successful run may be old [default: three intervals of the schedule]",
+)
+@click.option(
+    "--max-failing", type=click.IntRange(min=0), help="flows that may be failing [default: no limit]"
+)
+@pass_context
+def check(
+    context: Context, /, *, database_url: str | None, max_age_s: float | None, max_failing: int | None
+) -> None:
+    """Health for monitors and probes: 0 healthy, 1 not (with why), 2 no usable database."""
+    from sync.app.health import default_max_age_s, evaluate
+
+    with _errors_to_exit_codes():
+        settings = context.settings({"database_url": database_url})
+        now = jobs.utc_now()
+        try:
+            with jobs.database(settings) as engine:
+                jobs.check_ready(engine)
+                facts = jobs.health_facts(engine)
+        except (SchemaError, StoreError) as exc:
+            _fail(f"check: no usable database: {exc}", EXIT_USAGE)
+        limit_s = (
+            max_age_s if max_age_s is not None else default_max_age_s(settings.interval_s, settings.cron, now)
+        )
+        verdict = evaluate(facts, now=now, max_age_s=limit_s, max_failing=max_failing)
+        click.echo(f"{'healthy' if verdict.healthy else 'unhealthy'}: {verdict.reason}")
+        sys.exit(EXIT_OK if verdict.healthy else EXIT_FAILED)
+
+
+@cli.command()
+@_database_option
 @click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100")
 @click.option(
     "--runs", default=10, show_default=True, type=click.IntRange(min=1), help="how many recent runs"

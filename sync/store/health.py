@@ -34,36 +34,38 @@ class RunFacts:
 
 @dataclass(frozen=True, slots=True)
 class HealthFacts:
-    """The latest run, the latest successful one, and the flows by state and failing now."""
+    """The latest run, the latest successful one, and the stored flows by state."""
 
     latest_run: RunFacts | None
     latest_success: RunFacts | None
     flows_by_state: dict[SyncState, int]
-    failing_flows: int
 
 
 def read_health(engine: Engine, run_id: int | None = None) -> HealthFacts:
     """The facts now; with `run_id`, that run stands as the latest (the one a process just finished)."""
     with reading(engine) as connection:
-        latest = _run(connection, sync_runs.c.id == run_id) if run_id is not None else _run(connection)
-        success = _run(connection, sync_runs.c.status.in_(SUCCESSFUL), sync_runs.c.finished_at.is_not(None))
+        latest = read_run(connection, run_id) if run_id is not None else _latest_run(connection)
+        success = _latest_run(
+            connection, sync_runs.c.status.in_(SUCCESSFUL), sync_runs.c.finished_at.is_not(None)
+        )
         states: dict[str, int] = dict(
             connection.execute(
                 sa.select(flows.c.sync_state, sa.func.count()).group_by(flows.c.sync_state)
             ).all()
         )
-        failing = connection.scalar(
-            sa.select(sa.func.count()).select_from(flows).where(flows.c.consecutive_failures > 0)
-        )
     return HealthFacts(
         latest_run=latest,
         latest_success=success,
         flows_by_state={state: int(states.get(state, 0)) for state in SyncState},
-        failing_flows=int(failing or 0),
     )
 
 
-def _run(connection: Connection, *conditions: sa.ColumnElement[bool]) -> RunFacts | None:
+def read_run(connection: Connection, run_id: int) -> RunFacts | None:
+    """One run's facts, or None when there is no such run."""
+    return _latest_run(connection, sync_runs.c.id == run_id)
+
+
+def _latest_run(connection: Connection, *conditions: sa.ColumnElement[bool]) -> RunFacts | None:
     row = connection.execute(
         sa.select(sync_runs).where(*conditions).order_by(sync_runs.c.id.desc()).limit(1)
     ).first()
