@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 import time
@@ -78,3 +79,36 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float = DEADLI
 def scalar(engine: sa.Engine, query: str) -> object:
     with engine.connect() as connection:
         return connection.exec_driver_sql(query).scalar()
+
+
+def flowsync_on_a_terminal(*args: str, env: Mapping[str, str], columns: int = 200) -> tuple[int, str]:
+    """Run `flowsync ARGS` with stdout on a pseudo-terminal, as an operator sees it: exit code, output."""
+    main_fd, terminal_fd = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [*COMMAND, *args],
+            env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"},
+            stdin=subprocess.DEVNULL,
+            stdout=terminal_fd,
+            stderr=subprocess.DEVNULL,
+        )
+    finally:
+        os.close(terminal_fd)
+    output = bytearray()
+    deadline = time.monotonic() + DEADLINE_S
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([main_fd], [], [], deadline - time.monotonic())
+            if not ready:
+                break
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: every process holding the terminal has closed it
+                break
+            if not chunk:
+                break
+            output += chunk
+        return process.wait(timeout=max(0.1, deadline - time.monotonic())), output.decode()
+    finally:
+        process.kill()
+        os.close(main_fd)

@@ -27,6 +27,7 @@ from sync.app import jobs
 from sync.app.settings import Settings, load_settings
 from sync.cli.logs import configure_logging
 from sync.cli.progress_bar import progress_for
+from sync.cli.safe_text import escape_unsafe
 from sync.core.selection import MAX_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.pipeline.loop import DeletionGuard
@@ -40,8 +41,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 PIPED_WIDTH = 200
 
 
+def _say(message: str) -> None:
+    """One line on stderr; a message may quote the database or the vendor, so it is escaped."""
+    click.echo(f"flowsync: {escape_unsafe(message)}", err=True)
+
+
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"flowsync: {message}", err=True)
+    _say(message)
     sys.exit(code)
 
 
@@ -250,6 +256,7 @@ def check(
 def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
     """The latest runs and every flow's sync state."""
     from sync.cli.render import flows_table, runs_table
+    from sync.cli.wording import status_notes
     from sync.store import reports
 
     with _errors_to_exit_codes():
@@ -260,6 +267,8 @@ def status(context: Context, /, *, database_url: str | None, show_all: bool, run
         console = _stdout_console()
         console.print(runs_table(report))
         console.print(flows_table(report))
+        for note in status_notes(report):
+            _say(note)
 
 
 @cli.command()
@@ -275,6 +284,7 @@ def history(
 ) -> None:
     """Change and error events, newest first, with readable diffs."""
     from sync.cli.render import history_table
+    from sync.cli.wording import history_notes
     from sync.store import reports
 
     with _errors_to_exit_codes():
@@ -283,6 +293,8 @@ def history(
             jobs.check_ready(engine)
             entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
         _stdout_console().print(history_table(entries))
+        for note in history_notes(entries):
+            _say(note)
 
 
 @cli.command()

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.text import Text
 
 from sync.app import jobs
 from sync.app.settings import Settings
-from sync.cli.render import flows_table, history_table, runs_table
+from sync.cli.render import flows_table, history_table, runs_table, shown
 from sync.core.selection import ALL, parse_flow_ids
 from sync.errors import FlowsyncError
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
@@ -92,7 +93,11 @@ def run_demo(directory: Path, console: Console) -> None:
         leftover.unlink(missing_ok=True)
     config = SimulatorConfig(flow_count=8, seed=7, latency_s=0.005)
     with running_simulator(config) as sim:
-        console.print(f"[bold]flowsync demo[/]: simulated vendor API at {sim.base_url}, database {database}")
+        console.print(
+            Text.assemble(
+                ("flowsync demo", "bold"), f": simulated vendor API at {sim.base_url}, database {database}"
+            )
+        )
         settings = Settings(
             database_url=f"sqlite:///{database}",
             base_url=sim.base_url,
@@ -116,14 +121,17 @@ def run_demo(directory: Path, console: Console) -> None:
                         run_settings, engine, triggered_by=Trigger.DEMO, backoff=DEMO_BACKOFF
                     )
                 except FlowsyncError as exc:
-                    console.print(f"[red]run not started:[/] {exc}")
+                    console.print(Text.assemble(("run not started:", "red"), " ", shown(exc)))
                     continue
                 c = report.counts
                 console.print(
-                    f"run {report.run_id}: [bold]{report.status}[/] (exit code {report.exit_code}) - "
-                    f"{c.created} created, {c.changed} changed, {c.unchanged} unchanged, "
-                    f"{c.deleted} deleted, {c.failed} failed"
-                    + (f" - {report.error_message}" if report.error_message else "")
+                    Text.assemble(
+                        f"run {report.run_id}: ",
+                        (report.status, "bold"),
+                        f" (exit code {report.exit_code}) - {c.created} created, {c.changed} changed, "
+                        f"{c.unchanged} unchanged, {c.deleted} deleted, {c.failed} failed",
+                        shown(f" - {report.error_message}" if report.error_message else ""),
+                    )
                 )
             console.rule("flowsync status")
             status = reports.status(engine)
@@ -135,5 +143,6 @@ def run_demo(directory: Path, console: Console) -> None:
             engine.dispose()
     console.print(
         f"\nThe database is {database}: query it with `sqlite3 {database}`, or run "
-        f"`flowsync status --database-url sqlite:///{database}`."
+        f"`flowsync status --database-url sqlite:///{database}`.",
+        markup=False,
     )

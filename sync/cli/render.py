@@ -1,4 +1,9 @@
-"""Turning reports into rich tables for the terminal (plain text when piped)."""
+"""Turning reports into rich tables for the terminal (plain text when piped).
+
+Every value from the database or the vendor enters a table as a `Text` cell, so rich never
+reads it as markup (`[/bold]` in a name is shown, not parsed), and with every unsafe
+character escaped (`sync.cli.safe_text`), so it cannot drive the terminal.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,9 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from sync.store.reports import HistoryEntry, StatusReport
+from sync.cli.safe_text import escape_unsafe
+from sync.cli.wording import describe_event
+from sync.store.reports import Corrupt, HistoryEntry, StatusReport
 from sync.vocabulary import Event, RunStatus, SyncState
 
 _STATE_STYLE: dict[str, str] = {
@@ -17,10 +24,25 @@ _STATE_STYLE: dict[str, str] = {
     RunStatus.PARTIAL: "yellow",
     RunStatus.FAILED: "red",
 }
+_EVENT_STYLE: dict[str, str] = {
+    Event.CREATED: "green",
+    Event.CHANGED: "yellow",
+    Event.DELETED: "red",
+    Event.RESTORED: "cyan",
+    Event.ERROR: "bold red",
+}
+_COUNTS = ("requested", "created", "changed", "unchanged", "deleted", "failed")
 
 
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+def shown(value: object, style: str = "") -> Text:
+    """Stored or vendor data as a cell: plain text, never markup, with unsafe characters escaped."""
+    return Text(escape_unsafe("" if value is None else str(value)), style=style)
+
+
+def _when(value: datetime | Corrupt | None) -> Text:
+    if isinstance(value, Corrupt):
+        return Text("corrupt", style="red")
+    return Text(value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-")
 
 
 def runs_table(report: StatusReport) -> Table:
@@ -33,34 +55,31 @@ def runs_table(report: StatusReport) -> Table:
     table.add_column("error", overflow="fold")
     for run in report.runs:
         table.add_row(
-            str(run["id"]),
+            shown(run["id"]),
             _when(run["started_at"]),
             _when(run["finished_at"]),
-            run["triggered_by"],
-            Text(run["status"], style=_STATE_STYLE.get(run["status"], "")),
-            *(
-                str(run[f"flows_{n}"])
-                for n in ("requested", "created", "changed", "unchanged", "deleted", "failed")
-            ),
-            run["error_message"] or "",
+            shown(run["triggered_by"]),
+            shown(run["status"], style=_STATE_STYLE.get(run["status"], "")),
+            *(shown(run[f"flows_{count}"]) for count in _COUNTS),
+            shown(run["error_message"]),
         )
     return table
 
 
 def flows_table(report: StatusReport) -> Table:
     summary = ", ".join(f"{count} {state}" for state, count in sorted(report.states.items())) or "none yet"
-    table = Table(title=f"Flows ({report.flows_total}: {summary})", title_justify="left")
+    table = Table(title=shown(f"Flows ({report.flows_total}: {summary})"), title_justify="left")
     for column in ("flow", "name", "nodes", "state", "last changed", "last fetched", "last error"):
         table.add_column(column, justify="right" if column in ("flow", "nodes") else "left")
     for flow in report.flows:
         table.add_row(
-            str(flow["flow_id"]),
-            flow["name"],
-            str(flow["node_count"]),
-            Text(flow["sync_state"], style=_STATE_STYLE.get(flow["sync_state"], "")),
+            shown(flow["flow_id"]),
+            shown(flow["name"]),
+            shown(flow["node_count"]),
+            shown(flow["sync_state"], style=_STATE_STYLE.get(flow["sync_state"], "")),
             _when(flow["last_changed_at"]),
             _when(flow["last_fetched_at"]),
-            flow["last_error"] or "",
+            shown(flow["last_error"]),
         )
     if len(report.flows) < report.flows_total:
         table.caption = f"{report.flows_total - len(report.flows)} more flows not shown (use --all)"
@@ -76,17 +95,9 @@ def history_table(entries: list[HistoryEntry]) -> Table:
     for entry in entries:
         table.add_row(
             _when(entry.occurred_at),
-            str(entry.run_id) if entry.run_id is not None else "-",
-            Text(entry.event, style=_EVENT_STYLE.get(entry.event, "")),
-            "\n".join(entry.lines),
+            shown(entry.run_id if entry.run_id is not None else "-"),
+            shown(entry.event, style=_EVENT_STYLE.get(entry.event, "")),
+            # Each line escaped on its own: a line feed inside a name shows as `\n`, not as a new line.
+            Text("\n".join(escape_unsafe(line) for line in describe_event(entry))),
         )
     return table
-
-
-_EVENT_STYLE: dict[str, str] = {
-    Event.CREATED: "green",
-    Event.CHANGED: "yellow",
-    Event.DELETED: "red",
-    Event.RESTORED: "cyan",
-    Event.ERROR: "bold red",
-}

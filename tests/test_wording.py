@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from sync.store.reports import describe_change, describe_event
+from sync.cli.wording import describe_change, describe_event
+from sync.store.reports import Corrupt, HistoryEntry
 
 SMS = {"waiting_time": 30, "status": 1, "channel": "sms", "channel_cut": 0}
 CALL = {"waiting_time": 60, "status": 2, "channel": "call", "channel_cut": 1}
@@ -23,23 +25,23 @@ def snapshot(name: str, *nodes: dict[str, Any], flow_id: int = 12) -> dict[str, 
     }
 
 
-def row(event: str, flow_id: int | None = 12, **columns: Any) -> dict[str, Any]:
+def row(event: str, flow_id: int | None = 12, **columns: Any) -> HistoryEntry:
     """A `flow_history` row joined with the flow's current name, as `reports.history` reads it."""
     values: dict[str, Any] = {
         "id": 1,
+        "occurred_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         "run_id": 1,
         "flow_id": flow_id,
         "event": event,
         "changes": None,
         "snapshot": None,
-        "content_hash": None,
         "error_kind": None,
         "error_code": None,
         "error_message": None,
         "current_name": None,
     }
     values.update(columns)
-    return values
+    return HistoryEntry(**values)
 
 
 def change(field: str, old: Any, new: Any) -> dict[str, Any]:
@@ -181,7 +183,33 @@ def change(field: str, old: Any, new: Any) -> dict[str, Any]:
         pytest.param(
             row("created", flow_id=5, snapshot=snapshot('Say "hi" 登录', SMS, flow_id=5)),
             ['flow 5 "Say \\"hi\\" 登录": created with 1 node'],
-            id="name-quoted-as-json-unicode-kept",
+            id="name-quoted-unicode-kept",
+        ),
+        pytest.param(
+            row("created", flow_id=5, snapshot=snapshot("C:\\temp [x]", flow_id=5)),
+            ['flow 5 "C:\\\\temp [x]": created with 0 nodes'],
+            id="name-backslash-escaped-brackets-kept",
+        ),
+        pytest.param(
+            row("deleted", flow_id=5, snapshot=snapshot("a\x1bb\u202ec\nd", flow_id=5)),
+            ['flow 5 "a\x1bb\u202ec\nd": deleted'],
+            id="name-raw-for-the-printer-to-escape",
+        ),
+        pytest.param(
+            row("changed", snapshot=Corrupt("is not valid JSON"), current_name="Login OTP", id=345),
+            ["flow 12: event 345 is corrupt (snapshot is not valid JSON)"],
+            id="corrupt-snapshot",
+        ),
+        pytest.param(
+            row(
+                "changed",
+                flow_id=None,
+                occurred_at=Corrupt("is not a timestamp"),
+                changes=Corrupt("is not a JSON list"),
+                id=7,
+            ),
+            ["account: event 7 is corrupt (occurred_at is not a timestamp; changes is not a JSON list)"],
+            id="corrupt-account-row-every-problem",
         ),
         pytest.param(
             row(
@@ -195,7 +223,7 @@ def change(field: str, old: Any, new: Any) -> dict[str, Any]:
         ),
     ],
 )
-def test_describe_event(history_row: dict[str, Any], lines: list[str]) -> None:
+def test_describe_event(history_row: HistoryEntry, lines: list[str]) -> None:
     """Each event reads `flow ID "name": what happened`, one line per change, the name as of the event."""
     assert describe_event(history_row) == lines
 
@@ -204,7 +232,8 @@ def test_describe_event(history_row: dict[str, Any], lines: list[str]) -> None:
     ("stored", "text"),
     [
         (change("name", "Login", "Login OTP"), 'name "Login" -> "Login OTP"'),
-        (change("name", "a\nb", "登录"), 'name "a\\nb" -> "登录"'),
+        (change("name", "a\nb", "登录"), 'name "a\nb" -> "登录"'),
+        (change("name", 'say "hi"', "back\\slash"), 'name "say \\"hi\\"" -> "back\\\\slash"'),
         (change("nodes[2].waiting_time", 30, 60), "nodes[2].waiting_time 30 -> 60"),
         (change("nodes[1].channel", "sms", "fax"), 'nodes[1].channel "sms" -> "fax"'),
         (change("nodes[1].channel_cut", 0, -1), "nodes[1].channel_cut 0 -> -1"),
