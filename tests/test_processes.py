@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 from sync.simulator import LIST, Fault, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.store.schema import flow_history, flows, sync_runs
 from sync.vendor.payload import normalize, parse_flow
-from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
+from tests.process import COMMAND, flowsync, flowsync_env, start_flowsync, wait_for
 from tests.replay import assert_analyst_layer_replays
 from tests.tables import assert_every_flow_whole, stored_snapshots
 
@@ -35,25 +36,28 @@ def flow_count(engine: sa.Engine) -> int:
         return int(connection.scalar(sa.select(sa.func.count()).select_from(flows)) or 0)
 
 
-def signal_after_a_few_flows(engine: sa.Engine, command: str, env: dict[str, str]) -> tuple[int, str]:
-    """Start `flowsync COMMAND`, send SIGTERM once it has stored two flows; its exit code and stderr."""
+def signal_after_a_few_flows(
+    engine: sa.Engine, command: str, env: dict[str, str], stop_signal: signal.Signals = signal.SIGTERM
+) -> tuple[int, str]:
+    """Start `flowsync COMMAND`, send `stop_signal` once it has stored two flows; its exit code and stderr."""
     process = start_flowsync(command, env=env)
     try:
         wait_for(lambda: flow_count(engine) >= 2, f"`flowsync {command}` to store a few flows")
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
     return process.returncode, stderr
 
 
-def test_sigterm_lets_the_worker_finish_the_flows_in_hand(
-    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_lets_the_worker_finish_the_flows_in_hand(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str, stop_signal: signal.Signals
 ) -> None:
-    """SIGTERM mid-run: the fetched flows are written, the run is recorded as ended, exit 0."""
+    """SIGTERM or SIGHUP mid-run: the fetched flows are written, the run is recorded as ended, exit 0."""
     sim.faults.set_random(1.0, [SLOW])
     env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2", FLOWSYNC_INTERVAL="3600")
-    returncode, stderr = signal_after_a_few_flows(engine, "run", env)
+    returncode, stderr = signal_after_a_few_flows(engine, "run", env, stop_signal)
     assert returncode == 0, stderr
     (run,) = runs(engine)
     assert run["status"] == "failed"
@@ -61,7 +65,7 @@ def test_sigterm_lets_the_worker_finish_the_flows_in_hand(
     assert "stopped by a signal" in str(run["error_message"])
     assert 2 <= flow_count(engine) < 30
     assert_every_flow_whole(engine, sim)
-    assert "received SIGTERM" in stderr
+    assert f"received {stop_signal.name}" in stderr
 
 
 def test_the_worker_keeps_its_schedule_after_a_failed_run(
@@ -174,13 +178,14 @@ def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
     assert [r["status"] for r in runs(engine)] == ["ok", "failed", "ok", "failed", "ok"]
 
 
-def test_sigterm_during_a_sync_records_the_run_and_exits_1(
-    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_stop_signal_during_a_sync_records_the_run_and_exits_1(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str, stop_signal: signal.Signals
 ) -> None:
-    """`flowsync sync` stopped by SIGTERM writes what it fetched, records a failed run, and exits 1."""
+    """`flowsync sync` stopped by SIGTERM or SIGHUP writes what it fetched, records a failed run, exits 1."""
     sim.faults.set_random(1.0, [SLOW])
     env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2")
-    returncode, stderr = signal_after_a_few_flows(engine, "sync", env)
+    returncode, stderr = signal_after_a_few_flows(engine, "sync", env, stop_signal)
     assert returncode == 1, stderr
     (recorded,) = runs(engine)
     assert (recorded["status"], recorded["finished_at"] is not None) == ("failed", True)
@@ -221,3 +226,24 @@ def test_sigterm_while_the_flow_list_is_pending_stops_the_worker_at_once(
     (run,) = runs(engine)
     assert run["status"] == "failed"
     assert run["error_message"] == "stopped by a signal before the flow list arrived, so nothing was synced"
+
+
+def test_a_worker_started_with_sighup_ignored_keeps_ignoring_it(
+    engine: sa.Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """Under `nohup`, a hang-up (the terminal closing) does not stop the worker; SIGTERM still does."""
+    sim.faults.set_random(1.0, [SLOW])
+    env = flowsync_env(sim, database_url, "1-30", FLOWSYNC_CONCURRENCY="2", FLOWSYNC_INTERVAL="3600")
+    worker = subprocess.Popen(
+        ["nohup", *COMMAND, "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_for(lambda: flow_count(engine) >= 1, "the worker to store a flow")
+        worker.send_signal(signal.SIGHUP)  # an ignored signal is discarded as it is sent: nothing to wait for
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0, stderr
+    assert "received SIGHUP" not in stderr
+    assert "received SIGTERM" in stderr

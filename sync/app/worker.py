@@ -6,7 +6,7 @@ every fire time that passes during a slow run collapses into that single waiting
 run, which starts as soon as the slow one ends, rather than being dropped until
 the next fire time. `coalesce=True` and `misfire_grace_time=None` do the same for
 runs missed while the process was suspended. A failed run is logged and the schedule
-goes on. `stop` (set by SIGTERM/SIGINT in the CLI) makes the running sync finish
+goes on. `stop` (set by a stop signal in the CLI) makes the running sync finish
 the flows already fetched and return, then the worker exits.
 """
 

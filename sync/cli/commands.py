@@ -188,7 +188,7 @@ def sync(context: Context, /, *, confirm_deletions: bool, **flags: Any) -> None:
 @click.option("--once", is_flag=True, help="run one sync now and exit with its status, like `sync`")
 @pass_context
 def run(context: Context, /, *, once: bool, **flags: Any) -> None:
-    """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT."""
+    """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT/SIGHUP."""
     from sync.app.worker import run_worker
 
     with _errors_to_exit_codes():
@@ -363,7 +363,12 @@ def _stdout_console() -> Console:
 
 
 def _stop_on_signals(stop: StopRequest) -> None:
-    """SIGTERM and SIGINT ask the run to finish the flows in hand and stop; a second one kills."""
+    """SIGTERM, SIGINT and SIGHUP ask the run to finish the flows in hand and stop; a second one kills.
+
+    A hang-up (the terminal or SSH session closing) would otherwise kill the process mid-run and
+    leave its run `running`. One that was ignored when the process started (`nohup`) stays
+    ignored: whoever started flowsync asked for it to outlive the terminal.
+    """
 
     def handler(signum: int, _frame: object) -> None:
         if stop.is_set():
@@ -376,6 +381,8 @@ def _stop_on_signals(stop: StopRequest) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, handler)
 
 
 def main() -> None:
