@@ -111,6 +111,7 @@ def change(field: str, old: Any, new: Any) -> dict[str, Any]:
             id="deleted-named-from-flows",
         ),
         pytest.param(row("deleted"), ["flow 12: deleted"], id="deleted-unnamed"),
+        pytest.param(row("deleted", current_name=5), ['flow 12 "5": deleted'], id="name-stored-as-a-number"),
         pytest.param(
             row("restored", snapshot=snapshot("Login OTP", SMS)),
             ['flow 12 "Login OTP": restored'],

@@ -81,9 +81,10 @@ def _value(value: Any) -> str:
     return _quoted(value) if isinstance(value, str) else str(value)
 
 
-def _quoted(text: str) -> str:
+def _quoted(text: object) -> str:
     """In double quotes, with quotes and backslashes escaped, so a name's ends are never in doubt."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # str(): SQLite keeps whatever type was written, so a name read back may be a number.
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _count(number: int, noun: str) -> str:
