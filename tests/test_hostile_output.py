@@ -131,3 +131,17 @@ def test_a_hostile_reason_is_escaped_in_status_history_and_the_log(
         assert result.returncode == 0, result.stderr
         assert not UNSAFE.search(result.stdout), result.stdout
         assert flat(SHOWN_REASON) in flat(result.stdout)
+
+
+def test_check_quotes_a_hostile_run_error_escaped(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """`flowsync check` names why the latest run failed with the vendor's reason escaped, on one line."""
+    with hostile_api({"status": "-1", "reason": HOSTILE_REASON}) as base_url:
+        report = sync(settings_for(sim, database_url, "1-2", base_url=base_url, retries=0), engine)
+    assert report.status == "failed"
+    check = flowsync("check", env=flowsync_env(None, database_url))
+    assert check.returncode == 1, check.stderr
+    assert check.stdout.count("\n") == 1
+    assert not UNSAFE.search(check.stdout)
+    assert SHOWN_REASON in check.stdout

@@ -242,7 +242,8 @@ def check(
             max_age_s if max_age_s is not None else default_max_age_s(settings.interval_s, settings.cron, now)
         )
         verdict = evaluate(facts, now=now, max_age_s=limit_s, max_failing=max_failing)
-        click.echo(f"{'healthy' if verdict.healthy else 'unhealthy'}: {verdict.reason}")
+        # The reason may quote a run's stored error, which holds the vendor's text.
+        click.echo(escape_unsafe(f"{'healthy' if verdict.healthy else 'unhealthy'}: {verdict.reason}"))
         sys.exit(EXIT_OK if verdict.healthy else EXIT_FAILED)
 
 
