@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sync.cli.safe_text import escape_unsafe, is_unsafe
+from sync.core.safe_text import escape_unsafe, is_unsafe
 
 # Independent of the implementation: the characters that must never reach a screen or a log raw.
 CONTROLS = [chr(c) for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]]

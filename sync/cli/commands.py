@@ -27,7 +27,7 @@ from sync.app import jobs
 from sync.app.settings import Settings, load_settings
 from sync.cli.logs import configure_logging
 from sync.cli.progress_bar import progress_for
-from sync.cli.safe_text import escape_unsafe
+from sync.core.safe_text import escape_unsafe
 from sync.core.selection import MAX_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.pipeline.loop import DeletionGuard

@@ -7,7 +7,7 @@ Two guards sit on the one handler, so that no call site can forget them, in this
    before anything is escaped, so it finds a secret whatever characters the secret holds, and
    it also finds one split by characters a terminal would hide (`abc<ESC>def` reads `abcdef`).
 2. `TextFormatter` escapes every control, bidirectional and invisible format character of
-   the formatted line (`sync.cli.safe_text`), so a vendor's name or reason can neither drive
+   the formatted line (`sync.core.safe_text`), so a vendor's name or reason can neither drive
    the operator's terminal nor forge a line in a cron log: one record is one line, and the
    lines of a traceback that follow it are indented. Escaping belongs to this text format;
    a structured format would encode the exact value instead.
@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-from sync.cli.safe_text import escape_unsafe, is_unsafe
+from sync.core.safe_text import escape_unsafe, is_unsafe
 
 MIN_REDACTED_CHARS = 4
 MASK = "***"

@@ -2,7 +2,7 @@
 
 Every value from the database or the vendor enters a table as a `Text` cell, so rich never
 reads it as markup (`[/bold]` in a name is shown, not parsed), and with every unsafe
-character escaped (`sync.cli.safe_text`), so it cannot drive the terminal.
+character escaped (`sync.core.safe_text`), so it cannot drive the terminal.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from sync.cli.safe_text import escape_unsafe
 from sync.cli.wording import describe_event
+from sync.core.safe_text import escape_unsafe
 from sync.store.reports import Corrupt, HistoryEntry, StatusReport
 from sync.vocabulary import Event, RunStatus, SyncState
 

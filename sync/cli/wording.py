@@ -3,7 +3,7 @@
 Pure functions on the reports' plain data, so the wording of a change
 (`flow 12 "Login OTP": nodes[2].waiting_time 30 -> 60`) is tested without a database.
 The text is raw: names and reasons appear as the vendor sent them, and whoever prints
-it escapes what a terminal would act on (`sync.cli.safe_text`).
+it escapes what a terminal would act on (`sync.core.safe_text`).
 """
 
 from __future__ import annotations
