@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from sync.simulator import SimulatorHandle
+from sync.store import migrate
+from sync.store.database import create_engine
+from tests.process import flowsync_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -60,10 +65,53 @@ def test_db_upgrade_from_the_installed_package_in_another_directory(
     assert (tmp_path / "installed.db").is_file()
 
 
-def test_a_sync_does_not_load_what_only_other_commands_need() -> None:
-    """`flowsync sync` from cron starts without Alembic, the scheduler, the simulator or the demo."""
-    modules = ("alembic", "apscheduler.schedulers", "sync.simulator", "sync.cli.demo", "sync.store.migrate")
-    imports = "import sys, sync.cli.commands, sync.app.jobs"
-    probe = f"{imports}; print(*(m for m in {modules!r} if m in sys.modules))"
-    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert loaded.stdout.split() == []
+ONLY_OTHER_COMMANDS = ("alembic", "apscheduler", "sync.simulator", "sync.cli.demo", "sync.store.migrate")
+
+
+def modules_loaded_by_a_sync(env: dict[str, str], report: Path) -> list[str]:
+    """Run `flowsync sync` to its exit and list the modules of ONLY_OTHER_COMMANDS it had loaded by then."""
+    probe = f"""
+import atexit, sys
+
+def report():
+    watched = {ONLY_OTHER_COMMANDS!r}
+    loaded = [m for m in sorted(sys.modules) if any(m == w or m.startswith(w + ".") for w in watched)]
+    with open({str(report)!r}, "w") as out:
+        out.write(" ".join(loaded))
+
+atexit.register(report)
+from sync.cli.commands import main
+main()
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", probe, "sync"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return report.read_text().split()
+
+
+@pytest.mark.parametrize("cron", [None, "*/5 * * * *"])
+def test_a_sync_does_not_load_what_only_other_commands_need(
+    sim: SimulatorHandle, tmp_path: Path, cron: str | None
+) -> None:
+    """A whole `flowsync sync` loads no Alembic, simulator or demo, and APScheduler only for a cron."""
+    database_url = f"sqlite:///{tmp_path / 'flowsync.db'}"
+    engine = create_engine(database_url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    env = flowsync_env(sim, database_url, "1-3", **({"FLOWSYNC_CRON": cron} if cron else {}))
+    loaded = modules_loaded_by_a_sync(env, tmp_path / "loaded.txt")
+    assert sim.stats.requests == {"details": 3}, "a real sync ran"
+    if cron is None:
+        assert loaded == []
+    else:  # validating the schedule needs APScheduler's triggers, and only them
+        assert loaded
+        assert {module.split(".")[0] for module in loaded} == {"apscheduler"}
+        assert not [module for module in loaded if module.startswith("apscheduler.schedulers")]

@@ -28,7 +28,6 @@ from pydantic import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from sync.app.schedule import crontab_trigger
 from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
 
@@ -139,6 +138,10 @@ class Settings(BaseModel):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
+            # APScheduler checks the expression; imported only when there is one, so that a
+            # `flowsync sync` started by cron every few minutes does not load the scheduler.
+            from sync.app.schedule import crontab_trigger  # noqa: PLC0415
+
             crontab_trigger(value)
         return value
 
