@@ -114,7 +114,9 @@ def soak(database_url: str, *, runs: int, flows_count: int, fault_rate: float, s
             for number in range(runs):
                 _between_runs(sim, rng, number, flapping)
                 settings = _settings(sim, database_url, all_flows=number % 4 == 3)
-                result = jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, backoff=FAST)
+                result = jobs.sync_once(
+                    settings, settings.require_api(), engine, triggered_by=Trigger.SCHEDULE, backoff=FAST
+                )
                 report.run_statuses[result.status] += 1
                 if result.status == "failed":
                     report.failed_because[(result.error_message or "").split(":")[0]] += 1

@@ -47,7 +47,9 @@ def scripted() -> Iterator[SimulatorHandle]:
 
 
 def sync(settings: Settings, engine: Engine) -> RunReport:
-    return jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, backoff=FAST)
+    return jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.SCHEDULE, backoff=FAST
+    )
 
 
 def play_history(sim: SimulatorHandle, settings: Settings, engine: Engine) -> list[RunReport]:

@@ -57,6 +57,8 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
         (["sync"], {"FLOWSYNC_DATABASE_URL": "not a url"}, "FLOWSYNC_DATABASE_URL"),
         (["run"], {"FLOWSYNC_CRON": "61 * * * *"}, "FLOWSYNC_CRON"),
         (["run", "--interval", "0"], {}, "--interval"),
+        (["run"], {"FLOWSYNC_API_SECRET": ""}, "FLOWSYNC_API_SECRET"),
+        (["run", "--once"], {"FLOWSYNC_FLOW_IDS": ""}, "FLOWSYNC_FLOW_IDS"),
         (["--config", "missing.toml", "sync"], {}, "--config"),
     ],
 )

@@ -311,8 +311,13 @@ def test_require_api_names_the_missing_variable(missing: str, how: str) -> None:
 
 def test_require_api_returns_the_key_secret_and_flow_ids() -> None:
     """With all three set, `require_api` hands them over, the secret still wrapped."""
-    key, secret, flow_ids = load_settings({}, COMPLETE).require_api()
-    assert (key, secret.get_secret_value(), flow_ids) == ("key", SECRET, parse_flow_ids("1-20"))
+    api = load_settings({}, COMPLETE).require_api()
+    assert (api.api_key, api.api_secret.get_secret_value(), api.flow_ids) == (
+        "key",
+        SECRET,
+        parse_flow_ids("1-20"),
+    )
+    assert SECRET not in f"{api} {api!r}"
 
 
 @pytest.mark.parametrize("source", ["env", "file"])

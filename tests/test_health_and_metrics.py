@@ -131,13 +131,19 @@ def test_metrics_after_a_run_equal_its_sync_runs_row_and_the_flows_table(
 ) -> None:
     """Every gauge is read back from the database: the run's row, the latest success, flows by state."""
     settings = settings_for(sim, database_url, "1-20")
-    first = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    first = jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST
+    )
     sim.faults.persist(4, Fault.html())
     sim.faults.persist(7, Fault(FaultKind.NULL_DATA))  # the API says it is gone
     sim.faults.set_account(Fault.api("-2"))
-    refused = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    refused = jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST
+    )
     sim.faults.set_account(None)
-    second = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    second = jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST
+    )
     assert (first.status, refused.status, second.status) == ("ok", "failed", "partial")
     metrics = SyncMetrics()
     metrics.observe(read_health(engine, second.run_id))
@@ -169,9 +175,9 @@ def test_the_latest_success_survives_a_failed_run(
 ) -> None:
     """After a refused run the last-success gauge still says when the last good run ended."""
     settings = settings_for(sim, database_url, "1-3")
-    good = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    good = jobs.sync_once(settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST)
     sim.faults.set_account(Fault.api("-1"))
-    bad = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    bad = jobs.sync_once(settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST)
     state = read_health(engine, bad.run_id)
     assert state.latest_run is not None
     assert state.latest_success is not None
@@ -222,7 +228,9 @@ def test_check_says_why_it_passes_or_fails(engine: Engine, sim: SimulatorHandle,
     assert check(database_url) == (1, "unhealthy: no run has been recorded yet")
     settings = settings_for(sim, database_url, "1-5")
     sim.faults.persist(3, Fault.html())
-    report = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    report = jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST
+    )
     code, line = check(database_url)
     assert code == 0
     assert re.fullmatch(rf"healthy: run {report.run_id} partial \d+ s ago, 1 flows failed", line), line

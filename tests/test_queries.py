@@ -85,7 +85,14 @@ def history(engine: Engine, database_url: str) -> Engine:
         settings = settings_for(sim, database_url, "1-4")
 
         def run(at: datetime) -> None:
-            jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, backoff=FAST, clock=lambda: at)
+            jobs.sync_once(
+                settings,
+                settings.require_api(),
+                engine,
+                triggered_by=Trigger.SCHEDULE,
+                backoff=FAST,
+                clock=lambda: at,
+            )
 
         run(RUNS[0])
         sim.catalog.put(flow(1, "Login OTP", node(30, 1, "sms", 0), node(90, 2, "call", 0)))

@@ -56,7 +56,7 @@ REFUSING_TRIGGER = {
 
 
 def sync(settings: Settings, engine: Engine) -> RunReport:
-    return jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    return jobs.sync_once(settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST)
 
 
 def errors(engine: Engine) -> list[dict[str, Any]]:

@@ -32,7 +32,9 @@ FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
 
 def sync(settings: Settings, engine: Engine, **kwargs: Any) -> RunReport:
-    return jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=FAST, **kwargs)
+    return jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=FAST, **kwargs
+    )
 
 
 def rows(engine: Engine, table: sa.Table, *order: str) -> list[dict[str, Any]]:
@@ -59,6 +61,18 @@ def statements(engine: Engine) -> Iterator[list[str]]:
 def counts_add_up(report: RunReport) -> bool:
     c = report.counts
     return c.created + c.changed + c.unchanged + c.deleted + c.failed == c.requested
+
+
+def test_a_run_uses_the_api_settings_the_command_checked(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """`sync_once` takes the key, secret and flow IDs checked once per command; it does not look again."""
+    checked = settings_for(sim, database_url, "1-3").require_api()
+    unchecked = settings_for(sim, database_url).model_copy(
+        update={"api_key": None, "api_secret": None, "flow_ids": None}
+    )
+    report = jobs.sync_once(unchecked, checked, engine, triggered_by=Trigger.MANUAL, backoff=FAST)
+    assert (report.status, report.counts.created) == ("ok", 3)
 
 
 def test_first_sync_stores_every_flow_as_served(
@@ -375,7 +389,9 @@ def test_an_account_error_cancels_fetches_still_retrying(
     sim.faults.persist(1, Fault.api("-1"))
     settings = settings_for(sim, database_url, "1-20", concurrency=8, retries=3)
     slow_retries = Backoff(initial_s=0.5, max_s=1.0, retry_after_cap_s=1.0)
-    report = jobs.sync_once(settings, engine, triggered_by=Trigger.MANUAL, backoff=slow_retries)
+    report = jobs.sync_once(
+        settings, settings.require_api(), engine, triggered_by=Trigger.MANUAL, backoff=slow_retries
+    )
     assert report.status == "failed"
     assert sim.stats.requests["details"] <= 8
     events = [(h["event"], h["flow_id"], h["error_code"]) for h in rows(engine, flow_history, "id")]
@@ -403,7 +419,13 @@ def test_a_stop_during_retries_records_no_failures(
     settings = settings_for(sim, database_url, "1-20", concurrency=4)
     patient = Backoff(initial_s=1, max_s=60, retry_after_cap_s=60)
     report = jobs.sync_once(
-        settings, engine, triggered_by=Trigger.MANUAL, backoff=patient, stop=stop, progress=StopWhenStarted()
+        settings,
+        settings.require_api(),
+        engine,
+        triggered_by=Trigger.MANUAL,
+        backoff=patient,
+        stop=stop,
+        progress=StopWhenStarted(),
     )
     assert report.status == "failed"
     assert "stopped by a signal" in (report.error_message or "")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.engine import Engine
 
-from sync.app.settings import Settings
+from sync.app.settings import ApiSettings, Settings
 from sync.pipeline.loop import DeletionGuard, RunReport, run_sync
 from sync.pipeline.ports import Progress
 from sync.pipeline.stop import StopRequest
@@ -60,6 +60,7 @@ def utc_now() -> datetime:
 
 def sync_once(
     settings: Settings,
+    api: ApiSettings,
     engine: Engine,
     *,
     triggered_by: Trigger,
@@ -70,8 +71,11 @@ def sync_once(
     guard: DeletionGuard | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> RunReport:
-    """One complete run: check the schema, take the lock, fetch and write, release."""
-    api_key, api_secret, selection = settings.require_api()
+    """One complete run: check the schema, take the lock, fetch and write, release.
+
+    `api` is what `settings.require_api()` returned when the command started: a worker checks
+    it once, not at every run.
+    """
     _warn_if_plaintext(settings.base_url)
     check_ready(engine)
     with run_lock(engine) as lock:
@@ -79,8 +83,8 @@ def sync_once(
         async def fetch_and_write() -> RunReport:
             async with FlowApiClient(
                 settings.base_url,
-                api_key,
-                api_secret,
+                api.api_key,
+                api.api_secret,
                 timeout_s=settings.timeout_s,
                 retries=settings.retries,
                 max_connections=settings.concurrency,
@@ -90,7 +94,7 @@ def sync_once(
                 return await run_sync(
                     ApiFlowSource(client),
                     SqlResultSink(engine, lock),
-                    selection,
+                    api.flow_ids,
                     triggered_by=triggered_by,
                     concurrency=settings.concurrency,
                     clock=clock,

@@ -145,8 +145,8 @@ class Settings(BaseModel):
             crontab_trigger(value)
         return value
 
-    def require_api(self) -> tuple[str, SecretStr, FlowSelection]:
-        """The key, secret and flow IDs that `sync` and `run` cannot do without."""
+    def require_api(self) -> ApiSettings:
+        """The key, secret and flow IDs that `sync` and `run` cannot do without; checked once per command."""
         if self.api_key is None:
             raise ConfigError("FLOWSYNC_API_KEY", "required by sync and run, but not set")
         if self.api_secret is None:
@@ -155,7 +155,16 @@ class Settings(BaseModel):
             raise ConfigError(
                 "FLOWSYNC_FLOW_IDS", "required by sync and run, but not set (IDs such as 1,2,10-20, or all)"
             )
-        return self.api_key, self.api_secret, self.flow_ids
+        return ApiSettings(self.api_key, self.api_secret, self.flow_ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    """The settings a sync cannot do without, known to be set: the account and the flows to fetch."""
+
+    api_key: str
+    api_secret: SecretStr
+    flow_ids: FlowSelection
 
 
 def load_settings(

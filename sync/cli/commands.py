@@ -166,12 +166,13 @@ def sync(context: Context, /, *, confirm_deletions: bool, **flags: Any) -> None:
     """Run one sync over the configured flows, then exit."""
     with _errors_to_exit_codes():
         settings = context.settings(flags)
-        settings.require_api()
+        api = settings.require_api()
         stop = StopRequest()
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
             report = jobs.sync_once(
                 settings,
+                api,
                 engine,
                 triggered_by=Trigger.MANUAL,
                 stop=stop,
@@ -193,18 +194,18 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 
     with _errors_to_exit_codes():
         settings = context.settings(flags)
-        settings.require_api()
+        api = settings.require_api()
         stop = StopRequest()
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
             if once:
-                report = jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, stop=stop)
+                report = jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop)
                 sys.exit(report.exit_code)
             jobs.check_ready(engine)  # a worker that can never succeed should say so at once
             if settings.cron and flags.get("interval") is not None:
                 log.warning("--cron is set, so --interval is ignored")
             run_worker(
-                lambda: jobs.sync_once(settings, engine, triggered_by=Trigger.SCHEDULE, stop=stop),
+                lambda: jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop),
                 interval_s=settings.interval_s,
                 cron=settings.cron,
                 stop=stop,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -108,6 +108,7 @@ def run_demo(directory: Path, console: Console) -> None:
             timeout_s=2,
             retries=2,
         )
+        api = settings.require_api()
         engine = create_engine(settings.database_url)
         try:
             migrate.upgrade(engine)
@@ -115,10 +116,10 @@ def run_demo(directory: Path, console: Console) -> None:
                 console.rule(f"round {number}")
                 console.print(round_.story)
                 round_.prepare(sim)
-                run_settings = settings.model_copy(update={"flow_ids": ALL}) if round_.all_flows else settings
+                round_api = replace(api, flow_ids=ALL) if round_.all_flows else api
                 try:
                     report = jobs.sync_once(
-                        run_settings, engine, triggered_by=Trigger.DEMO, backoff=DEMO_BACKOFF
+                        settings, round_api, engine, triggered_by=Trigger.DEMO, backoff=DEMO_BACKOFF
                     )
                 except FlowsyncError as exc:
                     console.print(Text.assemble(("run not started:", "red"), " ", shown(exc)))
