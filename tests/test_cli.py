@@ -94,6 +94,79 @@ def test_a_bad_settings_file_exits_2_naming_the_key(
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "option", "metavar", "env", "default"),
+    [
+        ("sync", "--database-url", "URL", "FLOWSYNC_DATABASE_URL", "sqlite:///flowsync.db"),
+        ("sync", "--base-url", "URL", "FLOWSYNC_BASE_URL", "https://api.itniotech.com/otp"),
+        ("sync", "--flow-ids", "IDS", "FLOWSYNC_FLOW_IDS", None),
+        ("sync", "--concurrency", "INTEGER", "FLOWSYNC_CONCURRENCY", "8"),
+        ("sync", "--timeout", "FLOAT", "FLOWSYNC_TIMEOUT", "10"),
+        ("sync", "--retries", "INTEGER", "FLOWSYNC_RETRIES", "3"),
+        ("run", "--interval", "FLOAT", "FLOWSYNC_INTERVAL", "300"),
+        ("run", "--cron", "CRONTAB", "FLOWSYNC_CRON", None),
+        ("run", "--concurrency", "INTEGER", "FLOWSYNC_CONCURRENCY", "8"),
+        ("db upgrade", "--database-url", "URL", "FLOWSYNC_DATABASE_URL", "sqlite:///flowsync.db"),
+        ("status", "--database-url", "URL", "FLOWSYNC_DATABASE_URL", "sqlite:///flowsync.db"),
+        ("history", "--database-url", "URL", "FLOWSYNC_DATABASE_URL", "sqlite:///flowsync.db"),
+    ],
+)
+def test_help_shows_each_setting_with_its_type_variable_and_default(
+    command: str, option: str, metavar: str, env: str, default: str | None
+) -> None:
+    """A command's --help names each setting's type, environment variable and default."""
+    result = flowsync(*command.split(), "--help", env=flowsync_env(None, None, None))
+    assert result.returncode == 0, result.stderr
+    entry = re.search(rf"^  {option} (\S+)(.*?)(?=^  -)", result.stdout, re.MULTILINE | re.DOTALL)
+    assert entry is not None, result.stdout
+    assert entry.group(1) == metavar
+    text = " ".join(entry.group(2).split())
+    assert f"env var: {env}" in text
+    assert (f"default: {default}" in text) if default else ("default:" not in text)
+
+
+@pytest.mark.parametrize("command", ["sync", "run"])
+def test_help_names_the_settings_that_have_no_flag(command: str) -> None:
+    """`sync --help` and `run --help` say the key and the secret come from the environment or the file."""
+    result = flowsync(command, "--help", env=flowsync_env(None, None, None))
+    assert re.search(r"^  FLOWSYNC_API_KEY\s.*\[key: api_key\]", result.stdout, re.MULTILINE)
+    assert re.search(r"^  FLOWSYNC_API_SECRET\s", result.stdout, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "file", "named"),
+    [
+        (["--database-url", "postgresql://flowsync:{password}@db:port/x"], {}, "", "--database-url"),
+        (
+            [],
+            {"FLOWSYNC_DATABASE_URL": "postgresql://flowsync:{password}@db:port/x"},
+            "",
+            "FLOWSYNC_DATABASE_URL",
+        ),
+        (
+            [],
+            {},
+            'database_url = "postgresql://flowsync:{password}@db:port/x"\n',
+            "database_url in flowsync.toml",
+        ),
+        (["--base-url", "ftp://flowsync:{password}@api.example/otp"], {}, "", "--base-url"),
+        ([], {}, 'api_secret = "{password}\\u0007"\n', "api_secret in flowsync.toml"),
+    ],
+)
+def test_a_bad_value_is_named_by_where_it_came_from_and_never_echoed(
+    tmp_path: Path, args: list[str], env: dict[str, str], file: str, named: str
+) -> None:
+    """The error line names the flag, variable or file key that was read, and repeats no password."""
+    password = "hunter2-Xq7"
+    if file:
+        (tmp_path / "flowsync.toml").write_text(file.format(password=password))
+    environ = flowsync_env(None, None, None, **{k: v.format(password=password) for k, v in env.items()})
+    result = flowsync("sync", *(arg.format(password=password) for arg in args), env=environ, cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"flowsync: configuration error: {named}: ")
+    assert password not in result.stderr
+
+
 def test_settings_come_from_the_file_when_nothing_overrides_them(
     sim: SimulatorHandle, tmp_path: Path
 ) -> None:

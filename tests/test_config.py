@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import json
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from sync.app.settings import Settings, load_settings
+from sync.app.settings import SETTINGS, Settings, SettingSpec, load_settings
 from sync.core.selection import ALL, parse_flow_ids
 from sync.errors import ConfigError
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 SECRET = "Zq9-sEcReT-4f1d-NEVER-PRINT"  # distinctive enough that finding it anywhere is a leak
+PASSWORD = "hunter2-Xq7"  # in database and API URLs
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,44 @@ def config_file(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda source: source.key)
+def test_each_setting_is_declared_as_the_contract_spells_it(source: Source) -> None:
+    """The one declaration of a setting gives it the contract's variable, flag, TOML key and default."""
+    spec = SETTINGS[source.key]
+    assert (spec.attribute, spec.env, spec.flag, spec.default) == (
+        source.attribute,
+        source.env,
+        source.flag_name,
+        source.default,
+    )
+
+
+def readme_row(spec: SettingSpec) -> list[str]:
+    """A declared setting as the README's configuration table shows it."""
+    return [
+        f"`{spec.env}`",
+        f"`{spec.flag}`" if spec.flag else "–",
+        f"`{spec.key}`",
+        "none" if spec.default is None else f"`{spec.default}`",
+        spec.help,
+    ]
+
+
+def test_the_readme_table_lists_the_declared_settings_exactly() -> None:
+    """The README's configuration table has one row per declared setting, in order, spelled as declared."""
+    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    header, *rows = (
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in section.splitlines()
+        if line.startswith("| ")
+    )
+    expected = [readme_row(spec) for spec in SETTINGS.values()]
+    assert header == ["env var", "flag", "TOML key", "default", "meaning"]
+    assert rows == expected, "the rows as declared:\n" + "\n".join(
+        f"| {' | '.join(row)} |" for row in expected
+    )
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda source: source.key)
 def test_default_when_no_source_sets_it(source: Source) -> None:
     """With no flag, variable or file, each setting has the default of the contract's table."""
     assert value_of(load_settings({}, {}), source.attribute) == source.default
@@ -221,7 +261,46 @@ BAD_VALUES = [
     ("database_url", "file", 5432, "valid string"),
     ("api_key", "env", " key ", "surrounding spaces"),
     ("api_secret", "env", "a\x07b", "printable"),
+    # A secret, or a URL that may hold a password, is refused without being repeated.
+    *(
+        (key, where, value.format(password=PASSWORD), problem)
+        for key, value, problem in [
+            ("database_url", "postgresql://flowsync:{password}@db:port/flows", "not a database URL"),
+            ("database_url", "flowsync:{password}@db/flows", "not a database URL"),
+            ("base_url", "ftp://flowsync:{password}@api.example/otp", "http(s) URL"),
+            ("api_secret", "{password}\x07", "printable"),
+        ]
+        for where in ("flag", "env", "file")
+        if where != "flag" or key != "api_secret"
+    ),
 ]
+
+
+@dataclass
+class Sources:
+    """The three sources `load_settings` reads, filled one value at a time."""
+
+    config_file: Path
+    flags: dict[str, object] = field(default_factory=dict)
+    environ: dict[str, str] = field(default_factory=dict)
+    file_values: dict[str, object] = field(default_factory=dict)
+
+    def put(self, key: str, where: str, value: object) -> str:
+        """Set `key` in the flags, the environment or the file; return how an error names that place."""
+        source = BY_KEY[key]
+        if where == "flag":
+            self.flags[key] = value
+            return str(source.flag_name)
+        if where == "env":
+            self.environ[source.env] = str(value)
+            return source.env
+        self.file_values[key] = value
+        return f"{key} in {self.config_file}"
+
+    def load(self) -> Settings:
+        if self.file_values:
+            self.config_file.write_text(toml(**self.file_values))
+        return load_settings(self.flags, self.environ, self.config_file if self.file_values else None)
 
 
 @pytest.mark.parametrize(("key", "where", "value", "problem"), BAD_VALUES)
@@ -229,20 +308,21 @@ def test_a_malformed_value_is_a_config_error_naming_its_source(
     key: str, where: str, value: object, problem: str, config_file: Path
 ) -> None:
     """Each bad value raises ConfigError whose `setting` says which flag, variable or file key to fix."""
-    source = BY_KEY[key]
-    flags, environ, path = {}, {}, None
-    if where == "flag":
-        flags, expected = {key: value}, source.flag_name
-    elif where == "env":
-        environ, expected = {source.env: str(value)}, source.env
-    else:
-        config_file.write_text(toml(**{key: value}))
-        path, expected = config_file, f"{key} in {config_file}"
+    sources = Sources(config_file)
+    expected = sources.put(key, where, value)
     with pytest.raises(ConfigError) as caught:
-        load_settings(flags, environ, path)
+        sources.load()
     assert caught.value.setting == expected
     assert problem in caught.value.problem
     assert str(caught.value) == f"{caught.value.setting}: {caught.value.problem}"
+    assert PASSWORD not in str(caught.value)
+
+
+def test_a_bad_value_that_holds_no_secret_is_quoted() -> None:
+    """Other bad values are repeated, so the operator sees what was read."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"concurrency": "many"}, {})
+    assert caught.value.problem.endswith("(got 'many')")
 
 
 def test_a_bad_value_in_flowsync_toml_names_that_file() -> None:

@@ -1,11 +1,16 @@
-"""Settings: flags over environment over TOML file over defaults, validated once.
+"""Settings: flags over environment over TOML file over defaults, declared once, validated once.
 
-`load_settings` is the only place that reads the environment or the file. It
-returns one frozen `Settings` object that the rest of flowsync receives as an
-argument. Every bad value becomes a `ConfigError` that names the setting and
-where the value came from, before anything is contacted. The secret is a
-`SecretStr`: its `str()` and `repr()` are asterisks, so it cannot be printed by
-accident; only the request signer reads it.
+Each setting is one field of `Settings`: its type, default and bounds are the field's, and a
+`Setting` annotation adds its help text. Its TOML key is the field's alias (else its name), and
+the environment variable and the flag are spelled from that key (`timeout`: `FLOWSYNC_TIMEOUT`,
+`--timeout`). `SETTINGS` lists them for everything that shows or reads settings: the command
+line builds its options from it, `load_settings` its sources, the README test its table.
+
+`load_settings` is the only place that reads the environment or the file. It returns one
+frozen `Settings` object that the rest of flowsync receives as an argument. Every bad value
+becomes a `ConfigError` that names the setting and where the value came from, before anything
+is contacted. The secret is a `SecretStr`: its `str()` and `repr()` are asterisks, so it
+cannot be printed by accident; only the request signer reads it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -25,6 +31,8 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -32,28 +40,17 @@ from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = Path("flowsync.toml")
+ENV_PREFIX = "FLOWSYNC_"
 
 
 @dataclass(frozen=True, slots=True)
-class SettingSpec:
-    """How one setting is spelled in each source."""
+class Setting:
+    """What a `Settings` field needs besides its type, default and bounds to be offered to operators."""
 
-    env: str
-    flag: str | None
-
-
-SETTINGS: dict[str, SettingSpec] = {
-    "database_url": SettingSpec("FLOWSYNC_DATABASE_URL", "--database-url"),
-    "base_url": SettingSpec("FLOWSYNC_BASE_URL", "--base-url"),
-    "api_key": SettingSpec("FLOWSYNC_API_KEY", None),
-    "api_secret": SettingSpec("FLOWSYNC_API_SECRET", None),
-    "flow_ids": SettingSpec("FLOWSYNC_FLOW_IDS", "--flow-ids"),
-    "interval": SettingSpec("FLOWSYNC_INTERVAL", "--interval"),
-    "cron": SettingSpec("FLOWSYNC_CRON", "--cron"),
-    "concurrency": SettingSpec("FLOWSYNC_CONCURRENCY", "--concurrency"),
-    "timeout": SettingSpec("FLOWSYNC_TIMEOUT", "--timeout"),
-    "retries": SettingSpec("FLOWSYNC_RETRIES", "--retries"),
-}
+    help: str
+    flag: bool = True  # False: set only in the environment or the file (the key and the secret)
+    echo: bool = True  # False: a bad value is never quoted back (a secret, a URL that may hold a password)
+    metavar: str | None = None  # how --help names the value; by default its type (INTEGER, FLOAT, TEXT)
 
 
 def _strict_number(value: object) -> object:
@@ -71,6 +68,7 @@ def _optional_text(value: object) -> object:
 
 Number = Annotated[float, BeforeValidator(_strict_number), Field(allow_inf_nan=False)]
 Count = Annotated[int, BeforeValidator(_strict_number)]
+OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
 
 
 class Settings(BaseModel):
@@ -80,23 +78,48 @@ class Settings(BaseModel):
         frozen=True, extra="forbid", arbitrary_types_allowed=True, populate_by_name=True
     )
 
-    database_url: str = Field(default="sqlite:///flowsync.db", repr=False)  # may hold a password
-    base_url: str = "https://api.itniotech.com/otp"
-    api_key: Annotated[str | None, BeforeValidator(_optional_text)] = None
-    api_secret: Annotated[SecretStr | None, BeforeValidator(_optional_text)] = None
-    flow_ids: FlowSelection | None = None
-    interval_s: Number = Field(default=300, gt=0, le=31 * 86400, alias="interval")
-    cron: Annotated[str | None, BeforeValidator(_optional_text)] = None
-    concurrency: Count = Field(default=8, ge=1, le=512)
-    timeout_s: Number = Field(default=10, gt=0, le=600, alias="timeout")
-    retries: Count = Field(default=3, ge=0, le=20)
+    database_url: Annotated[
+        str,
+        Setting("any SQLAlchemy URL (SQLite, PostgreSQL, MariaDB/MySQL)", echo=False, metavar="URL"),
+    ] = Field(default="sqlite:///flowsync.db", repr=False)  # may hold a password
+    base_url: Annotated[str, Setting("API base URL", echo=False, metavar="URL")] = (
+        "https://api.itniotech.com/otp"
+    )
+    api_key: Annotated[OptionalText, Setting("account key (required by sync and run)", flag=False)] = None
+    api_secret: Annotated[
+        SecretStr | None,
+        BeforeValidator(_optional_text),
+        Setting(
+            "account secret (required by sync and run); never printed, logged or stored",
+            flag=False,
+            echo=False,
+        ),
+    ] = None
+    flow_ids: Annotated[
+        FlowSelection | None,
+        Setting("1,2,10-20 (IDs and inclusive ranges) or all (every flow the API lists)", metavar="IDS"),
+    ] = None
+    interval_s: Annotated[Number, Setting("seconds between scheduled runs")] = Field(
+        default=300, gt=0, le=31 * 86400, alias="interval"
+    )
+    cron: Annotated[
+        OptionalText,
+        Setting("5-field crontab schedule in UTC, instead of the interval", metavar="CRONTAB"),
+    ] = None
+    concurrency: Annotated[Count, Setting("requests in flight at most")] = Field(default=8, ge=1, le=512)
+    timeout_s: Annotated[Number, Setting("seconds for one HTTP request, start to end")] = Field(
+        default=10, gt=0, le=600, alias="timeout"
+    )
+    retries: Annotated[Count, Setting("extra attempts for a transient failure of one request")] = Field(
+        default=3, ge=0, le=20
+    )
 
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
         try:
             make_url(value)
-        except ArgumentError as exc:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
             raise ValueError("not a database URL such as sqlite:///flowsync.db") from exc
         return value
 
@@ -148,12 +171,13 @@ class Settings(BaseModel):
     def require_api(self) -> ApiSettings:
         """The key, secret and flow IDs that `sync` and `run` cannot do without; checked once per command."""
         if self.api_key is None:
-            raise ConfigError("FLOWSYNC_API_KEY", "required by sync and run, but not set")
+            raise ConfigError(SETTINGS["api_key"].env, "required by sync and run, but not set")
         if self.api_secret is None:
-            raise ConfigError("FLOWSYNC_API_SECRET", "required by sync and run, but not set")
+            raise ConfigError(SETTINGS["api_secret"].env, "required by sync and run, but not set")
         if self.flow_ids is None:
             raise ConfigError(
-                "FLOWSYNC_FLOW_IDS", "required by sync and run, but not set (IDs such as 1,2,10-20, or all)"
+                SETTINGS["flow_ids"].env,
+                "required by sync and run, but not set (IDs such as 1,2,10-20, or all)",
             )
         return ApiSettings(self.api_key, self.api_secret, self.flow_ids)
 
@@ -165,6 +189,66 @@ class ApiSettings:
     api_key: str
     api_secret: SecretStr
     flow_ids: FlowSelection
+
+
+@dataclass(frozen=True, slots=True)
+class SettingSpec:
+    """One setting as operators see it: its names in each source, its value's shape, its help."""
+
+    key: str  # in the TOML file, and the name `load_settings` takes a flag's value by
+    attribute: str  # of `Settings`
+    env: str
+    flag: str | None
+    metavar: str
+    default: object  # None: no default
+    help: str  # the declared text, followed by the bounds when there are any
+    echo: bool
+
+
+def _spec(attribute: str, field: FieldInfo) -> SettingSpec:
+    """How a declared field is spelled and shown: the key from its alias or name, the rest from the key."""
+    (setting,) = (item for item in field.metadata if isinstance(item, Setting))
+    key = field.alias or attribute
+    bounds = _bounds(field.metadata)
+    return SettingSpec(
+        key=key,
+        attribute=attribute,
+        env=ENV_PREFIX + key.upper(),
+        flag="--" + key.replace("_", "-") if setting.flag else None,
+        metavar=setting.metavar or _metavar(field.annotation),
+        default=field.get_default(),
+        help=f"{setting.help} ({bounds})" if bounds else setting.help,
+        echo=setting.echo,
+    )
+
+
+def _metavar(annotation: object) -> str:
+    """The value's type as click names it (`INTEGER`, `FLOAT`, `[text|json]`), so --help reads as usual."""
+    choices = [arg for arg in get_args(annotation) if arg is not type(None)]
+    if get_origin(annotation) in (Union, UnionType) and len(choices) == 1:  # optional: `int | None`
+        annotation = choices[0]
+    if get_origin(annotation) is Annotated:  # `Count | None`: the type inside `Count`
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) is Literal:
+        return "[" + "|".join(str(choice) for choice in get_args(annotation)) + "]"
+    return _TYPE_NAMES.get(annotation, "TEXT")
+
+
+_TYPE_NAMES: dict[object, str] = {int: "INTEGER", float: "FLOAT", Path: "PATH"}
+
+
+def _bounds(metadata: list[Any]) -> str:
+    """The field's limits in words, as --help and the README show them: `more than 0, at most 600`."""
+    words = {"gt": "more than", "ge": "at least", "lt": "less than", "le": "at most"}
+    limits = {name: getattr(item, name) for item in metadata for name in words if hasattr(item, name)}
+    if limits.keys() == {"ge", "le"}:
+        return f"{limits['ge']}–{limits['le']}"
+    return ", ".join(f"{words[name]} {limits[name]}" for name in words if name in limits)
+
+
+SETTINGS: dict[str, SettingSpec] = {
+    spec.key: spec for spec in (_spec(name, field) for name, field in Settings.model_fields.items())
+}
 
 
 def load_settings(
@@ -186,12 +270,22 @@ def load_settings(
     try:
         return Settings.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors(include_url=False)[0]
-        name = str(error["loc"][0]) if error["loc"] else "configuration"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        if name not in ("api_secret", "database_url") and isinstance(error.get("input"), str | int | float):
-            message += f" (got {error['input']!r})"  # never for the secret or a URL that may hold a password
-        raise ConfigError(origin.get(name, name), message) from None
+        raise _config_error(exc.errors(include_url=False)[0], origin) from None
+
+
+def _config_error(error: ErrorDetails, origin: Mapping[str, str]) -> ConfigError:
+    """Pydantic's first complaint, naming where each value involved came from."""
+    keys = [str(error["loc"][0])] if error["loc"] else []
+    message = error["msg"].removeprefix("Value error, ")
+    value = error.get("input")
+    if (
+        len(keys) == 1
+        and keys[0] in SETTINGS
+        and SETTINGS[keys[0]].echo
+        and isinstance(value, str | int | float)
+    ):
+        message += f" (got {value!r})"
+    return ConfigError(" and ".join(origin.get(key, key) for key in keys) or "configuration", message)
 
 
 def _read_file(path: Path | None) -> tuple[dict[str, Any], str]:

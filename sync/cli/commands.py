@@ -14,10 +14,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import click
 from rich.console import Console
@@ -26,6 +26,7 @@ from sync import __version__
 from sync.app import jobs
 from sync.app.settings import Settings, load_settings
 from sync.cli.logs import configure_logging
+from sync.cli.options import FlowsyncGroup
 from sync.cli.progress_bar import progress_for
 from sync.core.safe_text import escape_unsafe
 from sync.core.selection import MAX_FLOW_ID
@@ -79,7 +80,7 @@ class Context:
         self.config_file = config_file
         self.verbosity = verbosity
 
-    def settings(self, flags: dict[str, Any]) -> Settings:
+    def settings(self, flags: Mapping[str, str | None]) -> Settings:
         settings = load_settings(flags, os.environ, self.config_file)
         secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
         configure_logging(self.verbosity, secrets=[secret])
@@ -89,35 +90,19 @@ class Context:
 pass_context = click.make_pass_decorator(Context)
 
 
-def _database_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "--database-url", help="SQLAlchemy URL [env FLOWSYNC_DATABASE_URL; sqlite:///flowsync.db]"
-    )(command)
+DATABASE = ("database_url",)
+API = ("base_url", "api_key", "api_secret", "flow_ids", "concurrency", "timeout", "retries")
+SCHEDULE = ("interval", "cron")
 
 
-def _sync_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        [
-            click.option("--base-url", help="API base URL [env FLOWSYNC_BASE_URL]"),
-            click.option("--flow-ids", help="1,2,10-20 or all [env FLOWSYNC_FLOW_IDS]"),
-            click.option("--concurrency", help="requests in flight at most [env FLOWSYNC_CONCURRENCY; 8]"),
-            click.option("--timeout", help="seconds for one HTTP request [env FLOWSYNC_TIMEOUT; 10]"),
-            click.option(
-                "--retries", help="extra attempts for a transient failure [env FLOWSYNC_RETRIES; 3]"
-            ),
-        ]
-    ):
-        command = option(command)
-    return _database_option(command)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=FlowsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="flowsync")
 @click.option(
     "--config",
     "config_file",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="TOML settings file [default: ./flowsync.toml when present]",
+    metavar="PATH",
+    help="TOML settings file  [default: ./flowsync.toml when present]",
 )
 @click.option("-v", "--verbose", count=True, help="more log output (DEBUG)")
 @click.option("-q", "--quiet", count=True, help="less log output (warnings and errors only)")
@@ -132,15 +117,14 @@ def db() -> None:
     """Manage the database schema."""
 
 
-@db.command("upgrade")
-@_database_option
+@db.command("upgrade", settings=DATABASE)
 @pass_context
-def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
+def db_upgrade(context: Context, /, **flags: str | None) -> None:
     """Bring the schema to the latest migration; safe to repeat."""
     from sync.store import migrate
 
     with _errors_to_exit_codes():
-        settings = context.settings({"database_url": database_url})
+        settings = context.settings(flags)
         with jobs.database(settings) as engine:
             before = schema_revisions(engine)
             migrate.upgrade(engine)
@@ -154,15 +138,14 @@ def db_upgrade(context: Context, /, *, database_url: str | None) -> None:
             click.echo(f"database {where}: upgraded schema {', '.join(sorted(before))} -> {now_at}", err=True)
 
 
-@cli.command()
-@_sync_options
+@cli.command(settings=DATABASE + API)
 @click.option(
     "--confirm-deletions",
     is_flag=True,
     help="let this run's flow list mark more than half of the known flows deleted (all mode)",
 )
 @pass_context
-def sync(context: Context, /, *, confirm_deletions: bool, **flags: Any) -> None:
+def sync(context: Context, /, *, confirm_deletions: bool, **flags: str | None) -> None:
     """Run one sync over the configured flows, then exit."""
     with _errors_to_exit_codes():
         settings = context.settings(flags)
@@ -182,13 +165,10 @@ def sync(context: Context, /, *, confirm_deletions: bool, **flags: Any) -> None:
         sys.exit(report.exit_code)
 
 
-@cli.command()
-@_sync_options
-@click.option("--interval", help="seconds between runs [env FLOWSYNC_INTERVAL; 300]")
-@click.option("--cron", help="5-field crontab schedule in UTC; replaces --interval [env FLOWSYNC_CRON]")
+@cli.command(settings=DATABASE + API + SCHEDULE)
 @click.option("--once", is_flag=True, help="run one sync now and exit with its status, like `sync`")
 @pass_context
-def run(context: Context, /, *, once: bool, **flags: Any) -> None:
+def run(context: Context, /, *, once: bool, **flags: str | None) -> None:
     """The worker: sync at start, then on the interval or cron schedule, until SIGTERM/SIGINT/SIGHUP."""
     from sync.app.worker import run_worker
 
@@ -212,8 +192,7 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
             )
 
 
-@cli.command()
-@_database_option
+@cli.command(settings=DATABASE)
 @click.option(
     "--max-age",
     "max_age_s",
@@ -225,13 +204,13 @@ def run(context: Context, /, *, once: bool, **flags: Any) -> None:
 )
 @pass_context
 def check(
-    context: Context, /, *, database_url: str | None, max_age_s: float | None, max_failing: int | None
+    context: Context, /, *, max_age_s: float | None, max_failing: int | None, **flags: str | None
 ) -> None:
     """Health for monitors and probes: 0 healthy, 1 not (with why), 2 no usable database."""
     from sync.app.health import default_max_age_s, evaluate
 
     with _errors_to_exit_codes():
-        settings = context.settings({"database_url": database_url})
+        settings = context.settings(flags)
         now = jobs.utc_now()
         try:
             with jobs.database(settings) as engine:
@@ -248,21 +227,20 @@ def check(
         sys.exit(EXIT_OK if verdict.healthy else EXIT_FAILED)
 
 
-@cli.command()
-@_database_option
+@cli.command(settings=DATABASE)
 @click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100")
 @click.option(
     "--runs", default=10, show_default=True, type=click.IntRange(min=1), help="how many recent runs"
 )
 @pass_context
-def status(context: Context, /, *, database_url: str | None, show_all: bool, runs: int) -> None:
+def status(context: Context, /, *, show_all: bool, runs: int, **flags: str | None) -> None:
     """The latest runs and every flow's sync state."""
     from sync.cli.render import flows_table, runs_table
     from sync.cli.wording import status_notes
     from sync.store import reports
 
     with _errors_to_exit_codes():
-        settings = context.settings({"database_url": database_url})
+        settings = context.settings(flags)
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
             report = reports.status(engine, runs=runs, flow_limit=None if show_all else 100)
@@ -273,8 +251,7 @@ def status(context: Context, /, *, database_url: str | None, show_all: bool, run
             _say(note)
 
 
-@cli.command()
-@_database_option
+@cli.command(settings=DATABASE)
 @click.option("--flow-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this flow")
 @click.option("--run-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this run")
 @click.option(
@@ -282,7 +259,7 @@ def status(context: Context, /, *, database_url: str | None, show_all: bool, run
 )
 @pass_context
 def history(
-    context: Context, /, *, database_url: str | None, flow_id: int | None, run_id: int | None, limit: int
+    context: Context, /, *, flow_id: int | None, run_id: int | None, limit: int, **flags: str | None
 ) -> None:
     """Change and error events, newest first, with readable diffs."""
     from sync.cli.render import history_table
@@ -290,7 +267,7 @@ def history(
     from sync.store import reports
 
     with _errors_to_exit_codes():
-        settings = context.settings({"database_url": database_url})
+        settings = context.settings(flags)
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
             entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
