@@ -59,6 +59,8 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
         (["run", "--interval", "0"], {}, "--interval"),
         (["run"], {"FLOWSYNC_API_SECRET": ""}, "FLOWSYNC_API_SECRET"),
         (["run", "--once"], {"FLOWSYNC_FLOW_IDS": ""}, "FLOWSYNC_FLOW_IDS"),
+        (["run", "--interval", "60"], {"FLOWSYNC_CRON": "0 * * * *"}, "FLOWSYNC_CRON and --interval"),
+        (["run", "--cron", "0 * * * *"], {"FLOWSYNC_INTERVAL": "60"}, "--cron and FLOWSYNC_INTERVAL"),
         (["--config", "missing.toml", "sync"], {}, "--config"),
     ],
 )

@@ -325,6 +325,34 @@ def test_a_bad_value_that_holds_no_secret_is_quoted() -> None:
     assert caught.value.problem.endswith("(got 'many')")
 
 
+@pytest.mark.parametrize("cron_from", ["flag", "env", "file"])
+@pytest.mark.parametrize("interval_from", ["flag", "env", "file"])
+def test_an_interval_and_a_cron_schedule_both_set_are_refused(
+    interval_from: str, cron_from: str, config_file: Path
+) -> None:
+    """Wherever each comes from, a cron schedule beside a set interval is one error naming both places."""
+    sources = Sources(config_file)
+    cron_origin = sources.put("cron", cron_from, "0 * * * *")
+    interval_origin = sources.put("interval", interval_from, 60)
+    with pytest.raises(ConfigError) as caught:
+        sources.load()
+    assert caught.value.setting == f"{cron_origin} and {interval_origin}"
+    assert "keep only one" in caught.value.problem
+
+
+def test_a_cron_schedule_replaces_the_default_interval() -> None:
+    """A default interval is never a conflict: a cron schedule alone is accepted."""
+    settings = load_settings({}, {"FLOWSYNC_CRON": "0 * * * *"})
+    assert (settings.cron, settings.interval_s) == ("0 * * * *", 300)
+
+
+def test_an_empty_cron_variable_leaves_the_file_interval_alone(config_file: Path) -> None:
+    """`FLOWSYNC_CRON=` clears the file's cron schedule, so the file's interval is no conflict."""
+    config_file.write_text(toml(cron="0 * * * *", interval=60))
+    settings = load_settings({}, {"FLOWSYNC_CRON": ""}, config_file)
+    assert (settings.cron, settings.interval_s) == (None, 60)
+
+
 def test_a_bad_value_in_flowsync_toml_names_that_file() -> None:
     """The default file is named as the operator would find it, relative to the working directory."""
     Path("flowsync.toml").write_text(toml(retries=99))

@@ -30,9 +30,10 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -168,6 +169,18 @@ class Settings(BaseModel):
             crontab_trigger(value)
         return value
 
+    @model_validator(mode="after")
+    def _one_schedule(self) -> Settings:
+        # The default interval gives way to a cron schedule; an interval someone set does not
+        # silently lose, wherever each of the two came from.
+        if self.cron is not None and "interval_s" in self.model_fields_set:
+            raise PydanticCustomError(
+                "schedule_conflict",
+                "a cron schedule and an interval are both set; keep only one of them",
+                {"settings": ("cron", "interval")},
+            )
+        return self
+
     def require_api(self) -> ApiSettings:
         """The key, secret and flow IDs that `sync` and `run` cannot do without; checked once per command."""
         if self.api_key is None:
@@ -274,8 +287,12 @@ def load_settings(
 
 
 def _config_error(error: ErrorDetails, origin: Mapping[str, str]) -> ConfigError:
-    """Pydantic's first complaint, naming where each value involved came from."""
-    keys = [str(error["loc"][0])] if error["loc"] else []
+    """Pydantic's first complaint, naming where each value involved came from.
+
+    A rule across settings (a model validator) names the keys it involves in its error's
+    context, as `settings`.
+    """
+    keys = [str(error["loc"][0])] if error["loc"] else list(error.get("ctx", {}).get("settings", ()))
     message = error["msg"].removeprefix("Value error, ")
     value = error.get("input")
     if (

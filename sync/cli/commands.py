@@ -182,8 +182,6 @@ def run(context: Context, /, *, once: bool, **flags: str | None) -> None:
                 report = jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop)
                 sys.exit(report.exit_code)
             jobs.check_ready(engine)  # a worker that can never succeed should say so at once
-            if settings.cron and flags.get("interval") is not None:
-                log.warning("--cron is set, so --interval is ignored")
             run_worker(
                 lambda: jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop),
                 interval_s=settings.interval_s,
