@@ -169,6 +169,33 @@ def test_a_bad_value_is_named_by_where_it_came_from_and_never_echoed(
     assert password not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "hint"),
+    [
+        (["sync", "--config", "x.toml"], "flowsync --config PATH sync"),
+        (["sync", "--config=x.toml"], "flowsync --config PATH sync"),
+        (["status", "-v"], "flowsync -v status"),
+        (["history", "-vv"], "flowsync -v history"),
+        (["run", "--quiet"], "flowsync --quiet run"),
+        (["db", "upgrade", "-q"], "flowsync -q db upgrade"),
+    ],
+)
+def test_a_global_option_after_the_command_gets_a_hint(args: list[str], hint: str) -> None:
+    """-v, -q and --config given after the command exit 2 with a line saying they go before it."""
+    result = flowsync(*args, env=flowsync_env(None, None, None))
+    assert result.returncode == 2
+    assert "goes before the command" in result.stderr
+    assert hint in result.stderr
+
+
+def test_an_unknown_option_after_the_command_is_still_just_unknown() -> None:
+    """An option that is nobody's gets click's own answer, not a misleading hint."""
+    result = flowsync("sync", "--verbosity", env=flowsync_env(None, None, None))
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+    assert "before the command" not in result.stderr
+
+
 def test_settings_come_from_the_file_when_nothing_overrides_them(
     sim: SimulatorHandle, tmp_path: Path
 ) -> None:

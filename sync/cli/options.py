@@ -1,4 +1,5 @@
-"""How flowsync's commands are built: their setting options come from the declarations.
+"""How flowsync's commands are built: their setting options from the declarations, and a hint for
+a global option given after the command.
 
 `@cli.command(settings=[...])` names the settings a command takes. Each one with a flag becomes an
 option spelled, typed and explained by its declaration in `sync.app.settings`, with its
@@ -18,7 +19,18 @@ import click
 from sync.app.settings import SETTINGS, SettingSpec
 
 
-class FlowsyncCommand(click.Command):
+class _GlobalOptionHint(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            hint = _misplaced_global_option(ctx, exc.option_name)
+            if hint is None:
+                raise
+            raise click.UsageError(hint, ctx) from None
+
+
+class FlowsyncCommand(_GlobalOptionHint):
     """A command whose setting options come from the declared settings."""
 
     def __init__(self, *args: Any, settings: Sequence[str] = (), **kwargs: Any) -> None:
@@ -36,7 +48,7 @@ class FlowsyncCommand(click.Command):
         super().format_epilog(ctx, formatter)
 
 
-class FlowsyncGroup(click.Group):
+class FlowsyncGroup(_GlobalOptionHint, click.Group):
     """flowsync and its groups of commands: their commands are `FlowsyncCommand`s."""
 
     command_class = FlowsyncCommand
@@ -53,3 +65,23 @@ def setting_option(spec: SettingSpec, flag: str) -> click.Option:
     if spec.default is not None:
         extra.append(f"default: {spec.default}")
     return click.Option([flag, spec.key], metavar=spec.metavar, help=f"{spec.help}  [{'; '.join(extra)}]")
+
+
+def _misplaced_global_option(ctx: click.Context, name: str) -> str | None:
+    """`flowsync sync -v`: say where -v goes instead of only that `sync` has no such option."""
+    root = ctx.find_root()
+    if ctx is root:
+        return None
+    for param in root.command.params:
+        if (
+            isinstance(param, click.Option)
+            and not param.is_eager
+            and name in (*param.opts, *param.secondary_opts)
+        ):
+            value = "" if param.is_flag or param.count else f" {param.metavar or 'VALUE'}"
+            subcommand = ctx.command_path.removeprefix(root.command_path).strip()
+            return (
+                f"{name} is an option of {root.command_path} itself and goes before the command: "
+                f"{root.command_path} {name}{value} {subcommand} ..."
+            )
+    return None
