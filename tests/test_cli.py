@@ -59,8 +59,6 @@ def test_every_command_is_documented_in_the_readme(command: str) -> None:
         (["run", "--interval", "0"], {}, "--interval"),
         (["run"], {"FLOWSYNC_API_SECRET": ""}, "FLOWSYNC_API_SECRET"),
         (["run", "--once"], {"FLOWSYNC_FLOW_IDS": ""}, "FLOWSYNC_FLOW_IDS"),
-        (["run", "--interval", "60"], {"FLOWSYNC_CRON": "0 * * * *"}, "FLOWSYNC_CRON and --interval"),
-        (["run", "--cron", "0 * * * *"], {"FLOWSYNC_INTERVAL": "60"}, "--cron and FLOWSYNC_INTERVAL"),
         (["--config", "missing.toml", "sync"], {}, "--config"),
     ],
 )
@@ -314,3 +312,31 @@ def test_the_console_script_and_python_dash_m_are_the_same_command() -> None:
     assert by_module.returncode == by_script.returncode == 0
     assert by_module.stdout == by_script.stdout
     assert by_script.stdout.startswith("flowsync, version")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ignored", "replacing"),
+    [
+        (
+            ["run", "--once", "--interval", "60"],
+            {"FLOWSYNC_CRON": "0 * * * *"},
+            "--interval",
+            "FLOWSYNC_CRON",
+        ),
+        (
+            ["run", "--once", "--cron", "0 * * * *"],
+            {"FLOWSYNC_INTERVAL": "60"},
+            "FLOWSYNC_INTERVAL",
+            "--cron",
+        ),
+    ],
+)
+def test_the_worker_says_when_a_cron_schedule_replaces_a_set_interval(
+    sim: SimulatorHandle, tmp_path: Path, args: list[str], env: dict[str, str], ignored: str, replacing: str
+) -> None:
+    """Both set, wherever from: the run goes ahead on the cron schedule and a warning names both."""
+    database = f"sqlite:///{tmp_path / 'flowsync.db'}"
+    assert flowsync("db", "upgrade", env=flowsync_env(None, database, None)).returncode == 0
+    result = flowsync(*args, env=flowsync_env(sim, database, "1-3", **env), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"{ignored} is ignored: the cron schedule ({replacing}) replaces the interval" in result.stderr

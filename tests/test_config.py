@@ -327,23 +327,25 @@ def test_a_bad_value_that_holds_no_secret_is_quoted() -> None:
 
 @pytest.mark.parametrize("cron_from", ["flag", "env", "file"])
 @pytest.mark.parametrize("interval_from", ["flag", "env", "file"])
-def test_an_interval_and_a_cron_schedule_both_set_are_refused(
+def test_a_cron_schedule_replaces_an_interval_wherever_each_was_set(
     interval_from: str, cron_from: str, config_file: Path
 ) -> None:
-    """Wherever each comes from, a cron schedule beside a set interval is one error naming both places."""
+    """As the contract says, a cron schedule replaces the interval; the settings say where each came from."""
     sources = Sources(config_file)
     cron_origin = sources.put("cron", cron_from, "0 * * * *")
     interval_origin = sources.put("interval", interval_from, 60)
-    with pytest.raises(ConfigError) as caught:
-        sources.load()
-    assert caught.value.setting == f"{cron_origin} and {interval_origin}"
-    assert "keep only one" in caught.value.problem
+    settings = sources.load()
+    assert settings.cron == "0 * * * *"
+    assert settings.interval_ignored
+    assert (settings.source("cron"), settings.source("interval")) == (cron_origin, interval_origin)
 
 
 def test_a_cron_schedule_replaces_the_default_interval() -> None:
     """A default interval is never a conflict: a cron schedule alone is accepted."""
     settings = load_settings({}, {"FLOWSYNC_CRON": "0 * * * *"})
     assert (settings.cron, settings.interval_s) == ("0 * * * *", 300)
+    assert not settings.interval_ignored
+    assert settings.source("interval") == "default"
 
 
 def test_an_empty_cron_variable_leaves_the_file_interval_alone(config_file: Path) -> None:

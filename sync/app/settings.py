@@ -27,13 +27,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -78,6 +78,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(
         frozen=True, extra="forbid", arbitrary_types_allowed=True, populate_by_name=True
     )
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)  # by key, as `load_settings` found them
 
     database_url: Annotated[
         str,
@@ -169,17 +170,14 @@ class Settings(BaseModel):
             crontab_trigger(value)
         return value
 
-    @model_validator(mode="after")
-    def _one_schedule(self) -> Settings:
-        # The default interval gives way to a cron schedule; an interval someone set does not
-        # silently lose, wherever each of the two came from.
-        if self.cron is not None and "interval_s" in self.model_fields_set:
-            raise PydanticCustomError(
-                "schedule_conflict",
-                "a cron schedule and an interval are both set; keep only one of them",
-                {"settings": ("cron", "interval")},
-            )
-        return self
+    @property
+    def interval_ignored(self) -> bool:
+        """An interval was set, but a cron schedule replaces it (the worker says so at start)."""
+        return self.cron is not None and "interval_s" in self.model_fields_set
+
+    def source(self, key: str) -> str:
+        """Where a setting's value came from: its flag, its variable, the file's key, or `default`."""
+        return self._sources.get(key, "default")
 
     def require_api(self) -> ApiSettings:
         """The key, secret and flow IDs that `sync` and `run` cannot do without; checked once per command."""
@@ -281,9 +279,11 @@ def load_settings(
         elif name in file_values:
             raw[name], origin[name] = file_values[name], f"{name} in {file_label}"
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise _config_error(exc.errors(include_url=False)[0], origin) from None
+    settings._sources.update(origin)
+    return settings
 
 
 def _config_error(error: ErrorDetails, origin: Mapping[str, str]) -> ConfigError:

@@ -175,6 +175,12 @@ def run(context: Context, /, *, once: bool, **flags: str | None) -> None:
     with _errors_to_exit_codes():
         settings = context.settings(flags)
         api = settings.require_api()
+        if settings.interval_ignored:
+            log.warning(
+                "%s is ignored: the cron schedule (%s) replaces the interval",
+                settings.source("interval"),
+                settings.source("cron"),
+            )
         stop = StopRequest()
         _stop_on_signals(stop)
         with jobs.database(settings) as engine:
