@@ -184,6 +184,13 @@ def test_the_latest_success_survives_a_failed_run(
     assert (state.latest_run.run_id, state.latest_run.status) == (bad.run_id, "failed")
     assert state.latest_success.run_id == good.run_id
     assert state.latest_success.finished_at == sync_runs_row(engine, good.run_id).finished_at
+    assert state.account_refused
+    metrics = SyncMetrics()
+    metrics.observe(state)
+    path = Path("flowsync.prom")
+    metrics.write(path)
+    assert sample(path.read_text(), "flowsync_last_run_account_refused") == 1
+    assert not read_health(engine, good.run_id).account_refused
 
 
 def test_the_worker_serves_its_metrics_and_counts_runs_by_status() -> None:

@@ -18,13 +18,17 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.engine import Engine
 
+from sync.app.metrics import SyncMetrics
+from sync.app.notify import DELIVERY_BUDGET_S, MAX_LINES, alert_body, deliver, where, worth_notifying
 from sync.app.settings import ApiSettings, Settings
+from sync.errors import ConfigError, StoreError
 from sync.pipeline.loop import DeletionGuard, RunReport, run_sync
 from sync.pipeline.ports import Progress
 from sync.pipeline.stop import StopRequest
 from sync.store.database import check_schema, create_engine
 from sync.store.health import HealthFacts, read_health
 from sync.store.run_lock import run_lock
+from sync.store.run_summary import summarize
 from sync.store.schema import SCHEMA_REVISIONS
 from sync.store.sink import SqlResultSink
 from sync.vendor.client import Backoff, FlowApiClient
@@ -49,6 +53,27 @@ def check_ready(engine: Engine) -> None:
     check_schema(engine, {SCHEMA_REVISIONS[-1]}, set(SCHEMA_REVISIONS))
 
 
+@contextmanager
+def served_metrics(settings: Settings) -> Iterator[SyncMetrics | None]:
+    """The worker's metrics, served on `metrics_port` while the block runs (None without a port)."""
+    if settings.metrics_port is None:
+        yield None
+        return
+    metrics = SyncMetrics(count_runs=True)
+    try:
+        server = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        where = f"{settings.metrics_host}:{settings.metrics_port}"
+        raise ConfigError(
+            settings.source("metrics_port"), f"cannot listen on {where} ({exc.strerror})"
+        ) from exc
+    log.info("serving metrics on http://%s:%d/metrics", settings.metrics_host, server.port)
+    try:
+        yield metrics
+    finally:
+        server.close()
+
+
 def health_facts(engine: Engine) -> HealthFacts:
     """What `flowsync check` judges: the latest runs and the flows failing now."""
     return read_health(engine)
@@ -70,12 +95,48 @@ def sync_once(
     backoff: Backoff | None = None,
     guard: DeletionGuard | None = None,
     clock: Callable[[], datetime] = utc_now,
+    metrics: SyncMetrics | None = None,
+    notify_budget_s: float = DELIVERY_BUDGET_S,
 ) -> RunReport:
-    """One complete run: check the schema, take the lock, fetch and write, release.
+    """One complete run: check the schema, take the lock, fetch and write, release; then tell the
+    metrics and send a change alert, as the settings ask.
 
     `api` is what `settings.require_api()` returned when the command started: a worker checks
-    it once, not at every run.
+    it once, not at every run. A worker passes its `metrics`, which it serves; otherwise metrics
+    are made for the run when `metrics_file` is set.
     """
+    report = _locked_run(
+        settings,
+        api,
+        engine,
+        triggered_by=triggered_by,
+        stop=stop,
+        progress=progress,
+        transport=transport,
+        backoff=backoff,
+        guard=guard,
+        clock=clock,
+    )
+    # After the lock is released: a slow webhook must not keep the next run waiting.
+    _tell_metrics(settings, engine, report, metrics)
+    if settings.notify_url:
+        _send_alert(settings.notify_url, engine, report, notify_budget_s)
+    return report
+
+
+def _locked_run(
+    settings: Settings,
+    api: ApiSettings,
+    engine: Engine,
+    *,
+    triggered_by: Trigger,
+    stop: StopRequest | None,
+    progress: Progress | None,
+    transport: httpx.AsyncBaseTransport | None,
+    backoff: Backoff | None,
+    guard: DeletionGuard | None,
+    clock: Callable[[], datetime],
+) -> RunReport:
     _warn_if_plaintext(settings.base_url)
     check_ready(engine)
     with run_lock(engine) as lock:
@@ -106,6 +167,45 @@ def sync_once(
                 )
 
         return asyncio.run(fetch_and_write())
+
+
+def _tell_metrics(settings: Settings, engine: Engine, report: RunReport, metrics: SyncMetrics | None) -> None:
+    """Set the metrics from what the run recorded, and write the file; a failure here is only logged."""
+    if metrics is None and settings.metrics_file is None:
+        return
+    metrics = metrics or SyncMetrics()
+    try:
+        metrics.observe(read_health(engine, report.run_id))
+        if settings.metrics_file is not None:
+            metrics.write(settings.metrics_file)
+    except StoreError as exc:
+        log.error("run %d: the metrics could not be read from the database: %s", report.run_id, exc)
+    except OSError as exc:
+        log.error(
+            "run %d: the metrics file %s could not be written: %s", report.run_id, settings.metrics_file, exc
+        )
+
+
+def _send_alert(url: str, engine: Engine, report: RunReport, budget_s: float) -> None:
+    """A change alert when the run changed flows or its status differs from the previous run's."""
+    try:
+        summary = summarize(engine, report.run_id, max_lines=MAX_LINES)
+    except StoreError as exc:
+        log.error("run %d: no change alert: the run could not be read back: %s", report.run_id, exc)
+        return
+    if summary is None or not worth_notifying(summary):
+        return
+    delivery = deliver(url, alert_body(summary), budget_s=budget_s)
+    if delivery.delivered:
+        log.info("run %d: change alert sent to %s", report.run_id, where(url))
+    else:
+        log.error(
+            "run %d: the change alert to %s failed after %d attempt(s): %s",
+            report.run_id,
+            where(url),
+            delivery.attempts,
+            delivery.error,
+        )
 
 
 def _warn_if_plaintext(base_url: str) -> None:

@@ -48,6 +48,11 @@ class SyncMetrics:
             registry=self.registry,
         )
         self.flows = Gauge("flowsync_flows", "Stored flows by sync state", ["state"], registry=self.registry)
+        self.account_refused = Gauge(
+            "flowsync_last_run_account_refused",
+            "1 when the API refused the account (-1 or -2) in the latest run, else 0",
+            registry=self.registry,
+        )
         self.runs: Counter | None = None
         for outcome in RUN_OUTCOMES:
             self.last_run_flows.labels(outcome=outcome.value)
@@ -80,6 +85,7 @@ class SyncMetrics:
             self.last_success.set(success.finished_at.timestamp())
         for state, count in facts.flows_by_state.items():
             self.flows.labels(state=state.value).set(count)
+        self.account_refused.set(1 if facts.account_refused else 0)
 
     def write(self, path: Path) -> None:
         """Write the metrics in the text format, atomically (a temporary file renamed over `path`)."""

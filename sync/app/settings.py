@@ -16,7 +16,7 @@ cannot be printed by accident; only the request signer reads it.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
@@ -39,6 +39,7 @@ from sqlalchemy.exc import ArgumentError
 
 from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
+from sync.store.database import safe_url
 
 DEFAULT_CONFIG_FILE = Path("flowsync.toml")
 ENV_PREFIX = "FLOWSYNC_"
@@ -115,6 +116,27 @@ class Settings(BaseModel):
     retries: Annotated[Count, Setting("extra attempts for a transient failure of one request")] = Field(
         default=3, ge=0, le=20
     )
+    # Operations: how the sync can be watched.
+    log_format: Annotated[Literal["text", "json"], Setting("text lines, or one JSON object a line")] = "text"
+    metrics_file: Annotated[
+        Path | None,
+        BeforeValidator(_optional_text),
+        Setting("after each run, write Prometheus metrics to this file (atomically)"),
+    ] = None
+    metrics_port: Annotated[
+        Count | None, BeforeValidator(_optional_text), Setting("flowsync run serves /metrics on this port")
+    ] = Field(default=None, ge=1, le=65535)
+    metrics_host: Annotated[str, Setting("address the /metrics port listens on", metavar="HOST")] = (
+        "127.0.0.1"
+    )
+    notify_url: Annotated[
+        OptionalText,
+        Setting(
+            "POST a JSON summary here after a run that changed flows or whose status changed",
+            echo=False,
+            metavar="URL",
+        ),
+    ] = Field(default=None, repr=False)  # a webhook's URL holds its secret
 
     @field_validator("database_url")
     @classmethod
@@ -132,6 +154,17 @@ class Settings(BaseModel):
         if scheme not in ("https", "http") or not sep or not rest.split("/")[0]:
             raise ValueError("expected an http(s) URL such as https://api.itniotech.com/otp")
         return value.rstrip("/")
+
+    @field_validator("notify_url")
+    @classmethod
+    def _notify_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme, sep, rest = value.partition("://")
+        host = rest.split("/")[0]
+        if scheme not in ("https", "http") or not sep or not host or "@" in host:
+            raise ValueError("expected an http(s) URL without a user name or password, such as a webhook's")
+        return value
 
     @field_validator("api_key")
     @classmethod
@@ -191,6 +224,30 @@ class Settings(BaseModel):
                 "required by sync and run, but not set (IDs such as 1,2,10-20, or all)",
             )
         return ApiSettings(self.api_key, self.api_secret, self.flow_ids)
+
+
+def effective(settings: Settings) -> list[tuple[str, str, str]]:
+    """Every setting as `flowsync config` shows it: key, value, source; secrets only as set or not.
+
+    A database URL shows with its password masked, a notify URL without its path (a webhook's
+    path is its secret).
+    """
+    rows = []
+    for key, spec in SETTINGS.items():
+        value = getattr(settings, spec.attribute)
+        if isinstance(value, SecretStr):
+            shown = "set"
+        elif value is None:
+            shown = "not set" if not spec.flag else "-"
+        elif key == "database_url":
+            shown = safe_url(value)
+        elif key == "notify_url":
+            scheme, _, rest = str(value).partition("://")
+            shown = f"{scheme}://{rest.split('/')[0]}/..." if "/" in rest else str(value)
+        else:
+            shown = str(value)
+        rows.append((key, shown, settings.source(key)))
+    return rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,12 +323,19 @@ def load_settings(
     flags: Mapping[str, object | None],
     environ: Mapping[str, str],
     config_file: Path | None = None,
+    only: Sequence[str] | None = None,
 ) -> Settings:
-    """Merge the sources (flags win) and validate; `ConfigError` names the bad setting and its source."""
+    """Merge the sources (flags win) and validate; `ConfigError` names the bad setting and its source.
+
+    With `only`, the other settings keep their defaults whatever the sources say (the demo and the
+    simulator need nothing of a deployment's configuration but how to log).
+    """
     file_values, file_label = _read_file(config_file)
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for name, spec in SETTINGS.items():
+        if only is not None and name not in only:
+            continue
         if flags.get(name) is not None and spec.flag:
             raw[name], origin[name] = flags[name], spec.flag
         elif spec.env in environ:

@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -24,7 +24,7 @@ from rich.console import Console
 
 from sync import __version__
 from sync.app import jobs
-from sync.app.settings import Settings, load_settings
+from sync.app.settings import SETTINGS, Settings, load_settings
 from sync.cli.logs import configure_logging
 from sync.cli.options import FlowsyncGroup
 from sync.cli.progress_bar import progress_for
@@ -80,19 +80,26 @@ class Context:
         self.config_file = config_file
         self.verbosity = verbosity
 
-    def settings(self, flags: Mapping[str, str | None]) -> Settings:
-        settings = load_settings(flags, os.environ, self.config_file)
-        secret = settings.api_secret.get_secret_value() if settings.api_secret else ""
-        configure_logging(self.verbosity, secrets=[secret])
+    def settings(
+        self, flags: Mapping[str, str | None], only: Sequence[str] | None = None, quieter: int = 0
+    ) -> Settings:
+        """The settings (and the logging they ask for), from the flags, the environment and the file."""
+        settings = load_settings(flags, os.environ, self.config_file, only)
+        secrets = [settings.api_secret.get_secret_value() if settings.api_secret else ""]
+        secrets.append(settings.notify_url or "")
+        configure_logging(self.verbosity - quieter, secrets=secrets, log_format=settings.log_format)
         return settings
 
 
 pass_context = click.make_pass_decorator(Context)
 
 
-DATABASE = ("database_url",)
+LOGGING = ("log_format",)
+DATABASE = ("database_url", *LOGGING)
 API = ("base_url", "api_key", "api_secret", "flow_ids", "concurrency", "timeout", "retries")
 SCHEDULE = ("interval", "cron")
+WATCHED = ("metrics_file", "notify_url")  # what a run reports to, besides its own tables
+SERVED = ("metrics_port", "metrics_host")  # what only the long-running worker serves
 
 
 @click.group(cls=FlowsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,20 +132,30 @@ def db_upgrade(context: Context, /, **flags: str | None) -> None:
 
     with _errors_to_exit_codes():
         settings = context.settings(flags)
+        where = safe_url(settings.database_url)
+
+        def say_waiting() -> None:
+            _say(
+                f"database {where}: a sync holds the run lock; waiting up to "
+                f"{migrate.UPGRADE_LOCK_WAIT_S:g} s for it to finish"
+            )
+
         with jobs.database(settings) as engine:
             before = schema_revisions(engine)
-            migrate.upgrade(engine)
+            migrate.upgrade(engine, on_wait=say_waiting)
             after = schema_revisions(engine)
-        where, now_at = safe_url(settings.database_url), ", ".join(sorted(after))
+        now_at = ", ".join(sorted(after))
+        if context.verbosity < 0:
+            return  # -q: the exit status says it
         if before == after:
-            click.echo(f"database {where} was already at the latest schema ({now_at})", err=True)
+            _say(f"database {where} was already at the latest schema ({now_at})")
         elif not before:
-            click.echo(f"database {where}: created flowsync's tables (schema {now_at})", err=True)
+            _say(f"database {where}: created flowsync's tables (schema {now_at})")
         else:
-            click.echo(f"database {where}: upgraded schema {', '.join(sorted(before))} -> {now_at}", err=True)
+            _say(f"database {where}: upgraded schema {', '.join(sorted(before))} -> {now_at}")
 
 
-@cli.command(settings=DATABASE + API)
+@cli.command(settings=DATABASE + API + WATCHED)
 @click.option(
     "--confirm-deletions",
     is_flag=True,
@@ -165,7 +182,7 @@ def sync(context: Context, /, *, confirm_deletions: bool, **flags: str | None) -
         sys.exit(report.exit_code)
 
 
-@cli.command(settings=DATABASE + API + SCHEDULE)
+@cli.command(settings=DATABASE + API + SCHEDULE + WATCHED + SERVED)
 @click.option("--once", is_flag=True, help="run one sync now and exit with its status, like `sync`")
 @pass_context
 def run(context: Context, /, *, once: bool, **flags: str | None) -> None:
@@ -188,12 +205,29 @@ def run(context: Context, /, *, once: bool, **flags: str | None) -> None:
                 report = jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop)
                 sys.exit(report.exit_code)
             jobs.check_ready(engine)  # a worker that can never succeed should say so at once
-            run_worker(
-                lambda: jobs.sync_once(settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop),
-                interval_s=settings.interval_s,
-                cron=settings.cron,
-                stop=stop,
-            )
+            with jobs.served_metrics(settings) as metrics:
+                run_worker(
+                    lambda: jobs.sync_once(
+                        settings, api, engine, triggered_by=Trigger.SCHEDULE, stop=stop, metrics=metrics
+                    ),
+                    interval_s=settings.interval_s,
+                    cron=settings.cron,
+                    stop=stop,
+                )
+
+
+@cli.command("config", settings=tuple(SETTINGS))
+@pass_context
+def config(context: Context, /, **flags: str | None) -> None:
+    """The effective settings and where each came from (flag, environment, file or default)."""
+    from sync.app.settings import effective
+
+    with _errors_to_exit_codes():
+        rows = effective(context.settings(flags))
+        width = max(len(key) for key, _, _ in rows)
+        value_width = min(60, max(len(value) for _, value, _ in rows))
+        for key, value, source in rows:
+            click.echo(escape_unsafe(f"{key:<{width}}  {value:<{value_width}}  {source}"))
 
 
 @cli.command(settings=DATABASE)
@@ -280,7 +314,7 @@ def history(
             _say(note)
 
 
-@cli.command()
+@cli.command(settings=LOGGING)
 @click.option(
     "--dir",
     "directory",
@@ -290,19 +324,19 @@ def history(
     help="where the demo's SQLite file goes (recreated on every demo)",
 )
 @pass_context
-def demo(context: Context, /, *, directory: Path) -> None:
+def demo(context: Context, /, *, directory: Path, **flags: str | None) -> None:
     """A self-contained tour: simulator, several sync rounds into SQLite, then status and history."""
     from sync.cli.demo import run_demo
 
-    configure_logging(context.verbosity - 1)
-    if context.verbosity <= 0:
-        # The tour prints each run's outcome itself; the runs' own log lines would say it twice.
-        logging.getLogger("sync.pipeline.loop").setLevel(logging.CRITICAL)
     with _errors_to_exit_codes():
+        context.settings(flags, only=LOGGING, quieter=1)
+        if context.verbosity <= 0:
+            # The tour prints each run's outcome itself; the runs' own log lines would say it twice.
+            logging.getLogger("sync.pipeline.loop").setLevel(logging.CRITICAL)
         run_demo(directory, _stdout_console())
 
 
-@cli.command("fake-api")
+@cli.command("fake-api", settings=LOGGING)
 @click.option("--host", default="127.0.0.1", show_default=True, help="loopback address to listen on")
 @click.option("--port", default=8080, show_default=True, help="port to listen on (0 picks a free one)")
 @click.option("--flows", "flow_count", default=50, show_default=True, help="how many flows the account has")
@@ -322,11 +356,13 @@ def fake_api(
     seed: int,
     api_key: str,
     api_secret: str,
+    **flags: str | None,
 ) -> None:
     """Serve the built-in simulator of the vendor API on loopback."""
     from sync.simulator import SimulatorConfig, serve_forever
 
-    configure_logging(context.verbosity)
+    with _errors_to_exit_codes():
+        context.settings(flags, only=LOGGING)
     try:
         config = SimulatorConfig(
             api_key=api_key,

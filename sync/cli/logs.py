@@ -9,8 +9,12 @@ Two guards sit on the one handler, so that no call site can forget them, in this
 2. `TextFormatter` escapes every control, bidirectional and invisible format character of
    the formatted line (`sync.core.safe_text`), so a vendor's name or reason can neither drive
    the operator's terminal nor forge a line in a cron log: one record is one line, and the
-   lines of a traceback that follow it are indented. Escaping belongs to this text format;
-   a structured format would encode the exact value instead.
+   lines of a traceback that follow it are indented. Escaping belongs to this text format.
+   `JsonFormatter` (`--log-format json`, for log pipelines) instead writes one JSON object a
+   line with the exact values JSON-encoded (JSON escapes every control character itself):
+   `time` (UTC, ISO 8601), `level`, `logger`, `message`, the fields a record carries
+   (`run_id`, `counts`, a request's `method`, `path`, `status`, `attempt`, `duration_ms`)
+   and `exc_info`, a traceback as one field. The secret is masked in every value.
 """
 
 from __future__ import annotations
@@ -19,7 +23,11 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 from sync.core.safe_text import escape_unsafe, is_unsafe
 
@@ -84,31 +92,66 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 class TextFormatter(logging.Formatter):
-    """The text log format: UTC timestamps, one record a line, every unsafe character escaped."""
+    """The text log format: UTC timestamps, one record a line, every unsafe character escaped.
 
-    def __init__(self) -> None:
+    A traceback is not part of the message the `Redactor` sees, so the secret is masked here too.
+    """
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__(FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
         self.converter = time.gmtime
+        self._secrets = [s for s in secrets if len(s) >= MIN_REDACTED_CHARS]
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escape_unsafe(super().formatMessage(record))
 
     def formatException(self, ei: _ExcInfo) -> str:
-        return _continuation(super().formatException(ei))
+        return self._continuation(super().formatException(ei))
 
     def formatStack(self, stack_info: str) -> str:
-        return _continuation(super().formatStack(stack_info))
+        return self._continuation(super().formatStack(stack_info))
+
+    def _continuation(self, text: str) -> str:
+        text = mask_secrets(text, self._secrets)
+        return "\n".join(CONTINUATION + escape_unsafe(line) for line in text.split("\n"))
 
 
-def _continuation(text: str) -> str:
-    return "\n".join(CONTINUATION + escape_unsafe(line) for line in text.split("\n"))
+class JsonFormatter(_LibraryJsonFormatter):
+    """One JSON object a line (python-json-logger), the secret masked in every value."""
+
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
+        super().__init__(
+            "{asctime}{levelname}{name}{message}",
+            style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+        self._secrets = [s for s in secrets if len(s) >= MIN_REDACTED_CHARS]
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC)
+        return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        if not self._secrets:
+            return log_data
+        return {key: self._masked(value) for key, value in log_data.items()}
+
+    def _masked(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return mask_secrets(value, self._secrets)
+        if isinstance(value, dict):
+            return {key: self._masked(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._masked(item) for item in value]
+        return value
 
 
-def configure_logging(verbosity: int, secrets: Sequence[str] = ()) -> None:
-    """INFO by default, DEBUG with -v, WARNING with -q; text lines on stderr."""
+def configure_logging(verbosity: int, secrets: Sequence[str] = (), log_format: str = "text") -> None:
+    """INFO by default, DEBUG with -v, WARNING with -q; text lines, or JSON objects, on stderr."""
     level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(TextFormatter())
+    handler.setFormatter(JsonFormatter(secrets) if log_format == "json" else TextFormatter(secrets))
     handler.addFilter(Redactor(secrets))
     root = logging.getLogger()
     for existing in list(root.handlers):

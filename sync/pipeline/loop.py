@@ -278,7 +278,7 @@ class _Run:
         error = PayloadError(message, endpoint=LISTING_ENDPOINT)
         await asyncio.to_thread(self.sink.record_run_error, self.run_id, self.clock(), error)
         self.run_error = message
-        log.error("run %d: %s", self.run_id, message)
+        log.error("run %d: %s", self.run_id, message, extra=self._fields())
 
     async def _write_unless_stopped(self, results: Sequence[FetchResult]) -> bool:
         if self.stopped:
@@ -331,7 +331,12 @@ class _Run:
         """The account is refused: no request may follow, so every other fetch is cancelled at once."""
         if self.account_error is None:
             self.account_error = error
-            log.error("run %d stopped: the API refused the account: %s", self.run_id, error.message)
+            log.error(
+                "run %d stopped: the API refused the account: %s",
+                self.run_id,
+                error.message,
+                extra=self._fields(),
+            )
         self._cancel_fetches()
 
     def _unreachable(self, error: ApiError) -> None:
@@ -340,7 +345,7 @@ class _Run:
                 f"stopped after {self._network_failures.count} network failures in a row; "
                 f"the API looks unreachable (last: {error.message})"
             )
-            log.error("run %d stopped: %s", self.run_id, self.run_error)
+            log.error("run %d stopped: %s", self.run_id, self.run_error, extra=self._fields())
         self._cancel_fetches()
 
     def finish(self, duration_s: float) -> RunReport:
@@ -352,7 +357,9 @@ class _Run:
                 self.run_id, self.clock(), status=status, counts=self.counts, error_message=message
             )
         except StoreError as exc:
-            log.error("run %d could not be recorded as %s: %s", self.run_id, status, exc)
+            log.error(
+                "run %d could not be recorded as %s: %s", self.run_id, status, exc, extra=self._fields()
+            )
         self._log(report)
         return report
 
@@ -384,6 +391,11 @@ class _Run:
             c.deleted,
             c.failed,
             f" ({report.error_message})" if report.error_message else "",
+            extra={
+                **self._fields(),
+                "status": report.status.value,
+                "duration_s": round(report.duration_s, 3),
+            },
         )
         if self.failures:
             more = c.failed - len(self.failures)
@@ -392,4 +404,10 @@ class _Run:
                 report.run_id,
                 "; ".join(self.failures),
                 f" (and {more} more; see `flowsync history`)" if more > 0 else "",
+                extra=self._fields(),
             )
+
+    def _fields(self) -> dict[str, object]:
+        """What a structured log record of this run carries besides its message."""
+        counts = {column.removeprefix("flows_"): value for column, value in self.counts.as_columns().items()}
+        return {"run_id": self.run_id, "counts": counts}

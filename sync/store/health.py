@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync.core.outcomes import RunCounts
 from sync.store.database import reading
-from sync.store.schema import flows, sync_runs
+from sync.store.schema import flow_history, flows, sync_runs
 from sync.vocabulary import RunStatus, SyncState
 
 SUCCESSFUL = (RunStatus.OK, RunStatus.PARTIAL)
+ACCOUNT_CODES = ("-1", "-2")  # the API refused the account: recorded once, without a flow
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,7 @@ class HealthFacts:
     latest_run: RunFacts | None
     latest_success: RunFacts | None
     flows_by_state: dict[SyncState, int]
+    account_refused: bool = False  # the latest run met -1 or -2: the account itself was refused
 
 
 def read_health(engine: Engine, run_id: int | None = None) -> HealthFacts:
@@ -47,6 +49,17 @@ def read_health(engine: Engine, run_id: int | None = None) -> HealthFacts:
         latest = read_run(connection, run_id) if run_id is not None else _latest_run(connection)
         success = _latest_run(
             connection, sync_runs.c.status.in_(SUCCESSFUL), sync_runs.c.finished_at.is_not(None)
+        )
+        refused = latest is not None and bool(
+            connection.scalar(
+                sa.select(sa.func.count())
+                .select_from(flow_history)
+                .where(
+                    flow_history.c.run_id == latest.run_id,
+                    flow_history.c.flow_id.is_(None),
+                    flow_history.c.error_code.in_(ACCOUNT_CODES),
+                )
+            )
         )
         states: dict[str, int] = dict(
             connection.execute(
@@ -57,6 +70,7 @@ def read_health(engine: Engine, run_id: int | None = None) -> HealthFacts:
         latest_run=latest,
         latest_success=success,
         flows_by_state={state: int(states.get(state, 0)) for state in SyncState},
+        account_refused=refused,
     )
 
 

@@ -8,6 +8,7 @@ never run at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -50,9 +51,14 @@ def known_revisions() -> set[str]:
     return {script.revision for script in script_directory().walk_revisions()}
 
 
-def upgrade(engine: Engine, revision: str = "head", lock_wait_s: float = UPGRADE_LOCK_WAIT_S) -> None:
-    """Bring the schema to `revision`; safe to repeat."""
-    with run_lock(engine, wait_s=lock_wait_s):
+def upgrade(
+    engine: Engine,
+    revision: str = "head",
+    lock_wait_s: float = UPGRADE_LOCK_WAIT_S,
+    on_wait: Callable[[], None] = lambda: None,
+) -> None:
+    """Bring the schema to `revision`; safe to repeat. `on_wait`: a sync holds the lock, and we wait."""
+    with run_lock(engine, wait_s=lock_wait_s, on_wait=on_wait):
         command.upgrade(alembic_config(engine), revision)
 
 

@@ -18,7 +18,7 @@ import fcntl
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -68,15 +68,21 @@ class _SessionLock(HeldLock):
 
 
 @contextlib.contextmanager
-def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[HeldLock]:
-    """Hold the run lock of `engine`'s database; `LockHeld` if another run has it after `wait_s`."""
+def run_lock(
+    engine: Engine, wait_s: float = 0.0, on_wait: Callable[[], None] = lambda: None
+) -> Iterator[HeldLock]:
+    """Hold the run lock of `engine`'s database; `LockHeld` if another run has it after `wait_s`.
+
+    `on_wait` is called once if the lock is held by another run and this one is going to wait for it,
+    so that a caller can say it is waiting rather than appear to hang.
+    """
     backend = engine.url.get_backend_name()
     if backend == "sqlite":
         path = sqlite_path(engine.url)
         if path is None:  # an in-memory database belongs to one process anyway
             yield HeldLock()
             return
-        with _file_lock(path.with_name(path.name + ".lock"), wait_s):
+        with _file_lock(path.with_name(path.name + ".lock"), wait_s, on_wait):
             yield HeldLock()
         return
     if backend not in ("postgresql", "mysql", "mariadb"):
@@ -87,9 +93,9 @@ def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[HeldLock]:
         raise StoreError(f"cannot connect to {safe_url(engine.url)}: {short_error(exc)}") from exc
     try:
         if backend == "postgresql":
-            _take_postgres_lock(connection, lock_key(engine), wait_s)
+            _take_postgres_lock(connection, lock_key(engine), wait_s, on_wait)
         else:
-            _take_mysql_lock(connection, lock_name(engine), wait_s)
+            _take_mysql_lock(connection, lock_name(engine), wait_s, on_wait)
         try:
             yield _SessionLock(connection)
         finally:
@@ -100,8 +106,9 @@ def run_lock(engine: Engine, wait_s: float = 0.0) -> Iterator[HeldLock]:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, wait_s: float) -> Iterator[None]:
+def _file_lock(path: Path, wait_s: float, on_wait: Callable[[], None]) -> Iterator[None]:
     deadline = time.monotonic() + wait_s
+    waiting = False
     with path.open("a+") as handle:
         while True:
             try:
@@ -112,6 +119,9 @@ def _file_lock(path: Path, wait_s: float) -> Iterator[None]:
                     raise LockHeld(
                         f"another flowsync run holds the lock {path} (process {_holder(path)})"
                     ) from None
+                if not waiting:
+                    waiting = True
+                    on_wait()
                 time.sleep(POLL_S)
         try:
             handle.seek(0)
@@ -130,16 +140,23 @@ def _holder(path: Path) -> str:
         return "unknown"
 
 
-def _take_postgres_lock(connection: Connection, key: int, wait_s: float) -> None:
+def _take_postgres_lock(connection: Connection, key: int, wait_s: float, on_wait: Callable[[], None]) -> None:
     deadline = time.monotonic() + wait_s
+    waiting = False
     while not connection.scalar(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}):
         if time.monotonic() >= deadline:
             raise LockHeld("another flowsync run holds this database's advisory lock")
+        if not waiting:
+            waiting = True
+            on_wait()
         time.sleep(POLL_S)
 
 
-def _take_mysql_lock(connection: Connection, name: str, wait_s: float) -> None:
-    got = connection.scalar(sa.text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_s})
+def _take_mysql_lock(connection: Connection, name: str, wait_s: float, on_wait: Callable[[], None]) -> None:
+    got = connection.scalar(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": name})
+    if got != 1 and wait_s > 0:
+        on_wait()
+        got = connection.scalar(sa.text("SELECT GET_LOCK(:name, :wait)"), {"name": name, "wait": wait_s})
     if got != 1:
         raise LockHeld(f"another flowsync run holds the lock {name!r}")
 
