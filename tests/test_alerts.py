@@ -29,6 +29,21 @@ from tests.conftest import settings_for
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
 
+class FakeClock:
+    """Time that passes only when delivery sleeps between attempts, so budgets are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
 @dataclass
 class Receiver:
     """What the webhook receiver was sent, and how it answers the next requests."""
@@ -151,25 +166,33 @@ def test_delivery_retries_what_is_worth_retrying_within_its_budget(
 ) -> None:
     """5xx and 429 are retried with backoff; another refusal is final; the budget bounds the whole."""
     receiver.statuses = list(statuses)
-    result = deliver(receiver.url, {"text": "hi"}, budget_s=0.5, attempt_timeout_s=2, sleep=lambda _s: None)
+    clock = FakeClock()
+    result = deliver(
+        receiver.url, {"text": "hi"}, budget_s=30, attempt_timeout_s=10, sleep=clock.sleep, clock=clock
+    )
     assert result.delivered is delivered
     if attempts is not None:
         assert result.attempts == attempts
     else:
-        assert result.attempts >= 2
+        assert result.attempts == len(clock.sleeps) + 1 >= 4, "retried until the budget ran out"
+        assert sum(clock.sleeps[:-1]) < 30 <= sum(clock.sleeps)
         assert result.error == "HTTP 500"
 
 
 def test_a_receiver_that_is_down_or_never_answers_fails_within_the_budget(receiver: Receiver) -> None:
     """Connection refused, or an answer that never comes: retried, then a failed delivery, never a raise."""
-    down = deliver(
-        "http://127.0.0.1:1/hook", {"text": "hi"}, budget_s=0.3, attempt_timeout_s=0.2, sleep=lambda _s: None
-    )
-    assert (down.delivered, down.attempts >= 2) == (False, True)
+    clock = FakeClock()
+    down = deliver("http://127.0.0.1:1/hook", {"text": "hi"}, budget_s=5, sleep=clock.sleep, clock=clock)
+    assert (down.delivered, down.attempts) == (False, len(clock.sleeps) + 1)
+    assert down.attempts >= 2
     assert "ConnectError" in (down.error or "")
     receiver.hang = threading.Event()
-    slow = deliver(receiver.url, {"text": "hi"}, budget_s=0.3, attempt_timeout_s=0.2, sleep=lambda _s: None)
-    assert (slow.delivered, slow.attempts >= 1) == (False, True)
+    clock = FakeClock()
+    slow = deliver(
+        receiver.url, {"text": "hi"}, budget_s=1, attempt_timeout_s=0.2, sleep=clock.sleep, clock=clock
+    )
+    assert (slow.delivered, slow.attempts) == (False, len(clock.sleeps) + 1)
+    assert slow.attempts >= 2
     assert "Timeout" in (slow.error or "")
 
 

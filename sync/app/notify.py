@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential_jitter
 
 from sync import __version__
@@ -120,11 +120,20 @@ def deliver(
     attempt_timeout_s: float = ATTEMPT_TIMEOUT_S,
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Delivery:
-    """POST `body` to `url`, retrying transient failures for at most `budget_s`; never raises."""
+    """POST `body` to `url`, retrying transient failures for at most `budget_s`; never raises.
+
+    The budget is measured on `clock`, which advances with `sleep`: tests pass a fake pair.
+    """
     attempts = 0
+    started = clock()
+
+    def out_of_budget(_state: RetryCallState) -> bool:
+        return clock() - started >= budget_s
+
     retrying = Retrying(
-        stop=stop_after_delay(budget_s),
+        stop=out_of_budget,
         wait=wait_exponential_jitter(multiplier=0.5, max=8.0),
         retry=retry_if_exception_type(_Retryable),
         sleep=sleep,
