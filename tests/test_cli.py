@@ -7,11 +7,14 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 import sqlalchemy as sa
 
+from sync.cli.commands import cli
 from sync.simulator import Fault, FaultKind, SimulatorHandle
 from sync.store.database import create_engine
 from sync.store.run_lock import run_lock
@@ -29,12 +32,42 @@ def test_help_lists_every_contract_command() -> None:
         assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
 
 
-@pytest.mark.parametrize("command", ["db upgrade", "sync", "run", "status", "history", "demo", "fake-api"])
-def test_every_command_is_documented_in_the_readme(command: str) -> None:
-    """Each command has its own help and appears in the README."""
-    assert f"flowsync {command}" in README.read_text()
-    result = flowsync(*command.split(), "--help", env=flowsync_env(None, None, None))
-    assert result.returncode == 0, result.stderr
+def leaf_commands(group: click.Group = cli, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    """Every command a user can run, by its full name (`db upgrade`), from the real command tree."""
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+@pytest.mark.parametrize(("name", "command"), [pytest.param(*leaf, id=leaf[0]) for leaf in leaf_commands()])
+def test_every_command_and_option_that_help_shows_is_in_the_readme(name: str, command: click.Command) -> None:
+    """The README names each command, and each option its `--help` shows, so nothing is only in --help."""
+    readme = README.read_text()
+    assert f"flowsync {name}" in readme
+    shown = [
+        option
+        for parameter in command.params
+        if isinstance(parameter, click.Option) and not parameter.hidden
+        for option in parameter.opts
+        if option.startswith("--") and option != "--help"
+    ]
+    assert [option for option in shown if f"`{option}" not in readme and f" {option}" not in readme] == []
+
+
+def test_every_global_option_is_in_the_readme() -> None:
+    """`--config`, `-v`/`--verbose`, `-q`/`--quiet`, `--version`: each spelling appears."""
+    readme = README.read_text()
+    spelled = [opt for param in cli.params if isinstance(param, click.Option) for opt in param.opts]
+    assert [option for option in spelled if f"`{option}" not in readme and option != "--help"] == []
+
+
+def test_every_command_has_its_own_help() -> None:
+    """`flowsync CMD --help` works for every command, through the installed entry point."""
+    for name, _command in leaf_commands():
+        result = flowsync(*name.split(), "--help", env=flowsync_env(None, None, None))
+        assert result.returncode == 0, (name, result.stderr)
 
 
 @pytest.mark.parametrize(
