@@ -4,7 +4,9 @@ Each answer is classified into the tree in `sync.errors`. Transient failures
 (`-18`, HTTP 429/5xx, network errors, timeouts) are retried with exponential
 backoff and jitter, honouring a `Retry-After` header up to a cap. A `-16` (timestamp
 expired) re-signs once with the clock offset read from the server's `Date` header,
-and later requests keep that offset. TLS verification is always on. The transport
+and later requests keep that offset; an offset beyond `MAX_CLOCK_OFFSET_S` is refused
+instead. A header that does not read (any value at all) only means the client goes
+without it. TLS verification is always on. The transport
 is injectable so tests can use `httpx.MockTransport` or the simulator.
 """
 
@@ -46,6 +48,9 @@ USER_AGENT = f"flowsync/{__version__}"
 # Only the encodings httpx decodes by itself: an HTTP library underneath may offer more (zstd).
 EXTRA_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
 TRANSIENT_CODES = {"-18": "server-side system error"}
+# A server clock further off than this is a broken clock or a broken header, not a time zone slip:
+# signing with it would only trade one refusal for another, so the client refuses it instead.
+MAX_CLOCK_OFFSET_S = 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +261,17 @@ class FlowApiClient:
                 flow_id=flow_id,
                 code=CLOCK_CODE,
             )
-        self.clock_offset_s = server_time - self._clock()
+        offset_s = server_time - self._clock()
+        if abs(offset_s) > MAX_CLOCK_OFFSET_S:
+            raise ClockSkewError(
+                f"timestamp expired (-16) and the answer's Date header puts the server's clock "
+                f"{_days(offset_s)} this host's, more than the {MAX_CLOCK_OFFSET_S / 3600:.0f} h flowsync "
+                "corrects: check both clocks",
+                endpoint=endpoint,
+                flow_id=flow_id,
+                code=CLOCK_CODE,
+            )
+        self.clock_offset_s = offset_s
         answer = await self._attempt(endpoint, flow_id)
         if answer.envelope.status == CLOCK_CODE:
             raise ClockSkewError(
@@ -301,7 +316,7 @@ class FlowApiClient:
                 flow_id=flow_id,
                 code=str(status),
                 kind=ErrorKind.HTTP,
-                retry_after_s=_retry_after(response, _server_time(response) or self._clock()),
+                retry_after_s=_retry_after(response, self._server_now(response)),
             )
         if status != 200:
             raise FlowRequestError(
@@ -344,6 +359,14 @@ class FlowApiClient:
         error_type = TransientError if code in TRANSIENT_CODES else FlowRequestError
         raise error_type(detail, endpoint=endpoint, flow_id=flow_id, code=code, kind=ErrorKind.API)
 
+    def _server_now(self, response: httpx.Response) -> float:
+        """The server's time by its `Date` header when that is readable and sane, else ours."""
+        now = self._clock()
+        server_time = _server_time(response)
+        if server_time is None or abs(server_time - now) > MAX_CLOCK_OFFSET_S:
+            return now
+        return server_time
+
     def _wait(self, state: RetryCallState) -> float:
         """Seconds before the next attempt: the server's Retry-After if it gave one, else backoff."""
         error = state.outcome.exception() if state.outcome else None
@@ -359,25 +382,37 @@ def _retry_after(response: httpx.Response, now: float) -> float | None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
+        return float(value)  # beyond a float's range this is inf, which the cap then bounds
+    when = _http_date(value)
+    return None if when is None else max(0.0, when - now)
 
 
 def _server_time(response: httpx.Response) -> float | None:
-    value = response.headers.get("Date")
+    """The server's clock by its `Date` header, as Unix time; None when it has none that reads."""
+    return _http_date(response.headers.get("Date"))
+
+
+def _http_date(value: str | None) -> float | None:
+    """An HTTP-date as Unix time; None when absent, unreadable, without a zone, or out of range.
+
+    The standard library's parser raises `OverflowError` for a year or a zone offset of many
+    digits and `ValueError` for a field out of range: a header is data, and no value of it may
+    end anything but the reading of that header.
+    """
     if not value:
         return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return when.timestamp() if when.tzinfo is not None else None
+    except (TypeError, ValueError, OverflowError):
         return None
-    return when.timestamp() if when.tzinfo is not None else None
+
+
+def _days(offset_s: float) -> str:
+    """How far the server's clock is from ours, in words: `3 days ahead of`, `2.5 days behind`."""
+    days = abs(offset_s) / 86400
+    amount = f"{days:.0f}" if days >= 10 else f"{days:.1f}"
+    return f"{amount} days {'ahead of' if offset_s > 0 else 'behind'}"
 
 
 def _network_problem(exc: BaseException, timeout_s: float) -> str:
