@@ -13,6 +13,7 @@ is injectable so tests can use `httpx.MockTransport` or the simulator.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ USER_AGENT = f"flowsync/{__version__}"
 # Only the encodings httpx decodes by itself: an HTTP library underneath may offer more (zstd).
 EXTRA_HEADERS = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
 TRANSIENT_CODES = {"-18": "server-side system error"}
+MAX_REASON_CHARS = 200  # of a server's own words quoted in an error, so that it stays one readable line
 # A server clock further off than this is a broken clock or a broken header, not a time zone slip:
 # signing with it would only trade one refusal for another, so the client refuses it instead.
 MAX_CLOCK_OFFSET_S = 24 * 3600.0
@@ -64,15 +66,27 @@ class Backoff:
 
 @dataclass(frozen=True, slots=True)
 class _Scrubber:
-    """Masks what this request sent that must never be repeated (its Sign, the secret)."""
+    """Masks what this request sent that must never be repeated (its Sign, the secret).
+
+    In any letter case (a gateway may echo the Sign upper-cased), and always before a text is
+    cut to a length limit: cut first, a Sign that straddles the limit would leave a piece of
+    itself that no longer matches.
+    """
 
     secrets: tuple[str, ...] = field(repr=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, default=None)
 
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+    def __post_init__(self) -> None:
+        present = sorted((secret for secret in self.secrets if secret), key=len, reverse=True)
+        if present:
+            pattern = re.compile("|".join(map(re.escape, present)), re.IGNORECASE)
+            object.__setattr__(self, "_pattern", pattern)
+
+    def __call__(self, text: str, limit: int | None = None) -> str:
+        """`text` with every secret masked, then cut to `limit` characters if one is given."""
+        if self._pattern is not None:
+            text = self._pattern.sub("***", text)
+        return text if limit is None else text[:limit]
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +313,7 @@ class FlowApiClient:
                     await response.aclose()
         except (httpx.TransportError, TimeoutError) as exc:
             raise TransientError(
-                scrub(_network_problem(exc, self._timeout_s)),
+                _network_problem(exc, self._timeout_s, scrub),
                 endpoint=endpoint,
                 flow_id=flow_id,
                 kind=ErrorKind.NETWORK,
@@ -332,7 +346,8 @@ class FlowApiClient:
                 return _Answer(response, envelope, scrub, items)
             return _Answer(response, parse_envelope(response.content), scrub)
         except ValueError as exc:
-            raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
+            # The body's shape is described, not quoted, but a key named in it could echo the Sign.
+            raise PayloadError(scrub(str(exc)), endpoint=endpoint, flow_id=flow_id) from exc
 
     def _sign(self, timestamp: int) -> _Signature:
         """Headers for `timestamp`, built once per second: every request within it signs the same."""
@@ -350,7 +365,7 @@ class FlowApiClient:
         if envelope.ok:
             return answer
         code = envelope.status
-        reason = answer.scrub((envelope.reason or "").strip()[:200])
+        reason = answer.scrub((envelope.reason or "").strip(), limit=MAX_REASON_CHARS)
         if code in ACCOUNT_HINTS:
             meaning, hint = ACCOUNT_HINTS[code]
             detail = f"API status {code} ({reason or meaning}); {hint}"
@@ -415,9 +430,9 @@ def _days(offset_s: float) -> str:
     return f"{amount} days {'ahead of' if offset_s > 0 else 'behind'}"
 
 
-def _network_problem(exc: BaseException, timeout_s: float) -> str:
-    """What went wrong on the wire, in the transport's words."""
+def _network_problem(exc: BaseException, timeout_s: float, scrub: _Scrubber) -> str:
+    """What went wrong on the wire, in the transport's words (which may quote what the server sent)."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
         return f"no answer within {timeout_s:g} s ({type(exc).__name__})"
-    detail = " ".join(str(exc).split())[:200]
+    detail = scrub(" ".join(str(exc).split()), limit=MAX_REASON_CHARS)
     return f"connection failed ({detail or type(exc).__name__})"

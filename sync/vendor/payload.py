@@ -30,6 +30,7 @@ MAX_NODES = 10_000
 _INT64 = 2**63
 _NUMERIC = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() would also read "٣٠"
 MAX_STATUS_CHARS = 32  # flow_history.error_code
+MAX_KEY_CHARS = 40  # a duplicate JSON key longer than this is described, not quoted
 
 
 def _api_int(value: object) -> int:
@@ -86,6 +87,15 @@ def _reason_text(value: object) -> str | None:
     raise ValueError(f"expected a reason text, got {_describe(value)}")
 
 
+def _key_name(key: str) -> str:
+    """A JSON key as an error names it: whole, or by its length when long.
+
+    Never a piece of it: a key may echo what the request carried, which the client can only
+    mask where it appears whole.
+    """
+    return repr(key) if len(key) <= MAX_KEY_CHARS else f"of {len(key)} characters"
+
+
 def _describe(value: object) -> str:
     """The type of a bad value, never the value: a body may echo what the request carried."""
     if value is None:
@@ -138,7 +148,7 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key[:40]!r} in a JSON object")
+            raise ValueError(f"duplicate key {_key_name(key)} in a JSON object")
         result[key] = value
     return result
 
@@ -262,7 +272,7 @@ def _scan_envelope(text: str) -> tuple[dict[str, Any], ListedItems | None] | Non
                 raise json.JSONDecodeError("Expecting ',' delimiter", text, index)
             index = _skip_space(text, index + 1)
     if duplicate is not None:
-        raise ValueError(f"duplicate key {duplicate[:40]!r} in a JSON object")
+        raise ValueError(f"duplicate key {_key_name(duplicate)} in a JSON object")
     end = _skip_space(text, index + 1)  # past the closing brace
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)

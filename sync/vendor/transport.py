@@ -79,6 +79,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 
 def _describe(exc: BaseException) -> str:
-    """An aiohttp error as one short line: its class name, then what it says."""
-    detail = " ".join(str(exc).split())[:200]
+    """An aiohttp error as one line: its class name, then what it says.
+
+    Not cut here: it may quote what the server sent, and the client masks the request's Sign
+    in it before cutting it to length (a Sign cut in half would no longer be found).
+    """
+    detail = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
