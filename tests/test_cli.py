@@ -183,6 +183,9 @@ def test_help_names_the_settings_that_have_no_flag(command: str) -> None:
             "database_url in flowsync.toml",
         ),
         (["--base-url", "ftp://flowsync:{password}@api.example/otp"], {}, "", "--base-url"),
+        (["--base-url", "http://flowsync:{password}@api.example/otp"], {}, "", "--base-url"),
+        ([], {"FLOWSYNC_BASE_URL": "https://flowsync:{password}@/otp"}, "", "FLOWSYNC_BASE_URL"),
+        ([], {}, 'base_url = "http://flowsync:{password}@127.0.0.1/otp"\n', "base_url in flowsync.toml"),
         ([], {}, 'api_secret = "{password}\\u0007"\n', "api_secret in flowsync.toml"),
     ],
 )
@@ -198,6 +201,7 @@ def test_a_bad_value_is_named_by_where_it_came_from_and_never_echoed(
     assert result.returncode == 2
     assert result.stderr.startswith(f"flowsync: configuration error: {named}: ")
     assert password not in result.stderr
+    assert f"flowsync:{password[:3]}" not in result.stderr  # nor the user:password pair, in part
 
 
 @pytest.mark.parametrize(

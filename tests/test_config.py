@@ -256,6 +256,10 @@ BAD_VALUES = [
     ("base_url", "env", "ftp://api.example/otp", "http(s) URL"),
     ("base_url", "flag", "api.itniotech.com/otp", "http(s) URL"),
     ("base_url", "file", "https://", "http(s) URL"),
+    ("base_url", "env", "https:///otp", "no host"),
+    ("base_url", "flag", "https://:8443/otp", "no host"),
+    ("base_url", "file", "http://?x=1", "no host"),
+    ("base_url", "env", "https://api.example:99999/otp", "port"),
     ("database_url", "flag", "not a url", "not a database URL"),
     ("database_url", "env", "flowsync.db", "not a database URL"),
     ("database_url", "file", 5432, "valid string"),
@@ -268,6 +272,12 @@ BAD_VALUES = [
             ("database_url", "postgresql://flowsync:{password}@db:port/flows", "not a database URL"),
             ("database_url", "flowsync:{password}@db/flows", "not a database URL"),
             ("base_url", "ftp://flowsync:{password}@api.example/otp", "http(s) URL"),
+            # The API authenticates by headers: credentials in its URL are refused, never echoed.
+            ("base_url", "http://flowsync:{password}@api.example/otp", "user name or password"),
+            ("base_url", "https://flowsync:{password}@api.example/otp", "user name or password"),
+            ("base_url", "https://flowsync:{password}@/otp", "user name or password"),
+            ("base_url", "https://{password}@api.example/otp", "user name or password"),
+            ("base_url", "https://flowsync:{password}@api.example:8443?x=1", "user name or password"),
             ("api_secret", "{password}\x07", "printable"),
         ]
         for where in ("flag", "env", "file")

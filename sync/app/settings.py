@@ -15,12 +15,14 @@ cannot be printed by accident; only the request signer reads it.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
@@ -150,9 +152,7 @@ class Settings(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if scheme not in ("https", "http") or not sep or not rest.split("/")[0]:
-            raise ValueError("expected an http(s) URL such as https://api.itniotech.com/otp")
+        _check_http_url(value, "https://api.itniotech.com/otp")
         return value.rstrip("/")
 
     @field_validator("notify_url")
@@ -224,6 +224,29 @@ class Settings(BaseModel):
                 "required by sync and run, but not set (IDs such as 1,2,10-20, or all)",
             )
         return ApiSettings(self.api_key, self.api_secret, self.flow_ids)
+
+
+def _check_http_url(value: str, example: str) -> None:
+    """An http(s) URL with a host and no credentials; `ValueError` says what is wrong, never quoting it.
+
+    The API authenticates by its signed headers: a user name or password in its URL would only be
+    sent as Basic auth to whoever answers, and shown wherever the URL is.
+    """
+    scheme, sep, rest = value.partition("://")
+    if scheme not in ("https", "http") or not sep:
+        raise ValueError(f"expected an http(s) URL such as {example}")
+    if "@" in re.split(r"[/?#]", rest, maxsplit=1)[0]:
+        raise ValueError(
+            "must not hold a user name or password (the API authenticates by signed headers): "
+            "remove everything between '://' and '@'"
+        )
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks the port
+    except ValueError:
+        raise ValueError(f"expected an http(s) URL such as {example}, with a port from 0 to 65535") from None
+    if not parts.hostname:
+        raise ValueError(f"has no host name; expected an http(s) URL such as {example}")
 
 
 def effective(settings: Settings) -> list[tuple[str, str, str]]:
