@@ -643,6 +643,27 @@ def test_listed_flow_with_invalid_content_is_set_aside(bad_item: dict[str, Any])
 
 
 @pytest.mark.parametrize(
+    "flow_id",
+    [0, -5, "0", "-5", 2**63, 10**30, -(2**63) - 1, 0.0],
+    ids=["0", "-5", "'0'", "'-5'", "2**63", "10**30", "-(2**63)-1", "0.0"],
+)
+def test_a_listed_flow_id_outside_the_rule_fails_that_item_only(flow_id: Any) -> None:
+    """A listed integer flowId that no flow can have (`sync.core.selection`'s rule) is that item's
+    payload error, with no flow ID of its own; the other items are kept."""
+    api = ScriptedApi(success([flow(1), flow(flow_id), flow(2)]))
+    listing = api.listing()
+    assert [f.flow_id for f in listing.flows] == [1, 2]
+    [error] = listing.invalid
+    assert isinstance(error, PayloadError)
+    assert (error.flow_id, error.endpoint, error.kind) == (None, "flow/list", "payload")
+    assert error.message.startswith("item 1: flowId ")
+    assert "not a flow ID (flow IDs run from 1 to 9223372036854775807)" in error.message
+    checked(error, SECRET, api.signs, "flow/list: ")
+    assert listing.flow_ids == {1, 2}
+    assert len(listing) == 3, "the item still counts, as one failed result"
+
+
+@pytest.mark.parametrize(
     ("data", "words"),
     [
         pytest.param([flow(1), {"name": "no ID"}], "item 1 has no readable flowId", id="no flowId"),

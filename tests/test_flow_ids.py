@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sync.core.selection import ALL, FlowSelection, parse_flow_ids
+from sync.core.selection import ALL, MAX_FLOW_ID, MIN_FLOW_ID, FlowSelection, is_flow_id, parse_flow_ids
 
 BIGGEST_FLOW_ID = 2**63 - 1  # flow IDs are BIGINT in every table, and the API's flowId is refused beyond
 
@@ -141,3 +141,15 @@ def test_ids_beyond_64_bits_are_refused(value: str) -> None:
     """A flow ID that no table can hold is a configuration error, caught before anything is contacted."""
     with pytest.raises(ValueError, match="64-bit"):
         parse_flow_ids(value)
+
+
+@pytest.mark.parametrize("value", [-(2**63), -5, 0, 1, 7, BIGGEST_FLOW_ID, BIGGEST_FLOW_ID + 1, 10**30])
+def test_explicit_ids_follow_the_one_rule_for_flow_ids(value: int) -> None:
+    """An explicit ID is accepted exactly when `is_flow_id` holds: the rule listings and
+    `history --flow-id` follow too."""
+    assert is_flow_id(value) == (MIN_FLOW_ID <= value <= MAX_FLOW_ID)
+    if is_flow_id(value):
+        assert list(parse_flow_ids(str(value))) == [value]
+    else:
+        with pytest.raises(ValueError, match="flow ID"):
+            parse_flow_ids(str(value))

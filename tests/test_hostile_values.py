@@ -105,3 +105,20 @@ def test_duplicate_keys_in_a_body_are_refused(
         "payload",
         "duplicate key 'name' in a JSON object",
     )
+
+
+def test_listed_items_whose_flow_id_breaks_the_rule_fail_alone_and_are_never_stored(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """In `all` mode, flowId 0, -5 or 2**63 is a payload error of that item; the other flows are stored."""
+    listing = {"status": "0", "data": [flow(1), flow(0), flow(-5), flow(2**63), flow(2)]}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=listing))
+    report = sync(settings_for(sim, database_url, "all"), engine, transport=transport)
+    counts = report.counts
+    assert (report.status, counts.requested, counts.created, counts.failed) == ("partial", 5, 2, 3)
+    with engine.connect() as connection:
+        assert list(connection.scalars(sa.select(flows.c.flow_id).order_by(flows.c.flow_id))) == [1, 2]
+    errors = [event for event in rows(engine, flow_history, "id") if event["event"] == "error"]
+    assert [(e["flow_id"], e["error_kind"]) for e in errors] == [(None, "payload")] * 3
+    assert [e["error_message"].split(":")[0] for e in errors] == ["item 1", "item 2", "item 3"]
+    assert all("is not a flow ID" in e["error_message"] for e in errors)

@@ -29,7 +29,7 @@ from sync.cli.logs import configure_logging
 from sync.cli.options import FlowsyncGroup
 from sync.cli.progress_bar import progress_for
 from sync.core.safe_text import escape_unsafe
-from sync.core.selection import MAX_FLOW_ID
+from sync.core.selection import MAX_FLOW_ID, MIN_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
 from sync.pipeline.loop import DeletionGuard
 from sync.pipeline.stop import StopRequest
@@ -290,7 +290,7 @@ def status(context: Context, /, *, show_all: bool, runs: int, **flags: str | Non
 
 
 @cli.command(settings=DATABASE)
-@click.option("--flow-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this flow")
+@click.option("--flow-id", type=click.IntRange(MIN_FLOW_ID, MAX_FLOW_ID), help="only this flow")
 @click.option("--run-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this run")
 @click.option(
     "--limit", default=50, show_default=True, type=click.IntRange(min=0), help="how many events (0: all)"

@@ -27,9 +27,13 @@ class Gone:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """Fetching the flow failed; its stored configuration must stay as it is."""
+    """Fetching the flow failed; its stored configuration must stay as it is.
 
-    flow_id: int
+    `flow_id` is None for a listed item whose flowId no flow can have: its error is recorded
+    without one (a run-level `error` event), and it still counts as one failed result.
+    """
+
+    flow_id: int | None
     error: FlowError
 
 

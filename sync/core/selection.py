@@ -11,7 +11,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _PART = re.compile(r"^\s*([0-9]+)\s*(?:-\s*([0-9]+)\s*)?$")
+# The one rule for a flow ID, wherever one comes from: a setting, `history --flow-id`, a listing.
+MIN_FLOW_ID = 1
 MAX_FLOW_ID = 2**63 - 1  # flows.flow_id is a signed 64-bit column
+FLOW_ID_RULE = f"flow IDs run from {MIN_FLOW_ID} to {MAX_FLOW_ID}"
+
+
+def is_flow_id(value: int) -> bool:
+    """Whether `value` can be a flow's ID."""
+    return MIN_FLOW_ID <= value <= MAX_FLOW_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +64,11 @@ def parse_flow_ids(value: str | int | Iterable[str | int]) -> FlowSelection:
             raise ValueError(f"{part.strip()!r} is not a flow ID or an inclusive range such as 10-20")
         low = int(match.group(1))
         high = int(match.group(2)) if match.group(2) is not None else low
-        if low < 1:
-            raise ValueError(f"{part.strip()!r}: flow IDs start at 1")
+        if low < MIN_FLOW_ID:
+            raise ValueError(f"{part.strip()!r}: flow IDs start at {MIN_FLOW_ID}")
         if high < low:
             raise ValueError(f"{part.strip()!r}: the range ends before it starts")
-        if high > MAX_FLOW_ID:
+        if not (is_flow_id(low) and is_flow_id(high)):
             raise ValueError(f"{part.strip()!r}: flow IDs are 64-bit (at most {MAX_FLOW_ID})")
         ranges.append((low, high))
     if not ranges:

@@ -180,14 +180,16 @@ def known_flow_ids(engine: Engine) -> Iterable[int]:
 def _write(
     connection: Connection, run_id: int, now: datetime, results: Sequence[FetchResult]
 ) -> Counter[Outcome]:
-    stored = _stored_flows(connection, [result.flow_id for result in results])
+    stored = _stored_flows(connection, [r.flow_id for r in results if r.flow_id is not None])
     # Flows the batch rewrites (new content, or back after a deletion) need their old name and
     # timestamps, those with new content their old nodes for the diff; unchanged flows need neither.
     rewritten: list[int] = []
     changed: list[int] = []
     for result in results:
+        if not isinstance(result, Fetched):
+            continue
         previous = stored.get(result.flow_id)
-        if not isinstance(result, Fetched) or previous is None:
+        if previous is None:
             continue
         if previous.content_hash != result.snapshot.content_hash:
             rewritten.append(result.flow_id)
@@ -243,6 +245,9 @@ class _Plan:
     configurations: list[_ConfigurationEvent] = field(default_factory=list)
 
     def add(self, result: FetchResult) -> None:
+        if result.flow_id is None:  # a listed item without a valid flow ID: nothing stored to touch
+            self._failed(result, None)
+            return
         previous = self.stored.get(result.flow_id)
         if result.flow_id in self.corrupt:
             # Rewriting it would need the values that cannot be read; the row stays for a person to see.

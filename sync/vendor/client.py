@@ -27,6 +27,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from tenacity.wait import wait_exponential_jitter
 
 from sync import __version__
+from sync.core.selection import FLOW_ID_RULE, is_flow_id
 from sync.errors import (
     AccountError,
     ClockSkewError,
@@ -108,14 +109,16 @@ class _Answer:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """`/flow/list`: every listed flow, each with a readable and unique `flowId`.
+    """`/flow/list`: every listed item, each with an integer `flowId`, unique among the valid ones.
 
     The items stay as the API's text until `batches` validates them a batch at a time, so a
-    listing of a large account is never held decoded as a whole.
+    listing of a large account is never held decoded as a whole. An item whose `flowId` no flow
+    can have (`sync.core.selection.is_flow_id`: 0, -5, 2**63) is not a flow: it is validated as
+    a `PayloadError` of its own, without a flow ID.
     """
 
     items: ListedItems
-    ids: list[int]  # each item's flowId, in order
+    ids: list[int | None]  # each item's flowId, in order; None where it breaks the rule for flow IDs
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -123,19 +126,23 @@ class Listing:
     @property
     def flow_ids(self) -> set[int]:
         """Every listed flow, including those whose content did not validate."""
-        return set(self.ids)
+        return {flow_id for flow_id in self.ids if flow_id is not None}
 
-    def validated(self) -> Iterator[tuple[int, ApiFlow | PayloadError]]:
-        """The listed flows in order, each decoded and validated: the flow, or what is wrong with it."""
-        for flow_id, item in zip(self.ids, self.items, strict=True):
+    def validated(self) -> Iterator[tuple[int | None, ApiFlow | PayloadError]]:
+        """The listed items in order, each decoded and validated: the flow, or what is wrong with it."""
+        for index, (flow_id, item) in enumerate(zip(self.ids, self.items, strict=True)):
+            if flow_id is None:
+                problem = f"item {index}: flowId {_shown_id(self.items.flow_ids[index])} is not a flow ID"
+                yield None, PayloadError(f"{problem} ({FLOW_ID_RULE})", endpoint=LIST_ENDPOINT)
+                continue
             try:
                 yield flow_id, parse_flow(item)
             except ValueError as exc:
                 yield flow_id, PayloadError(str(exc), endpoint=LIST_ENDPOINT, flow_id=flow_id)
 
-    def batches(self, size: int) -> Iterator[list[tuple[int, ApiFlow | PayloadError]]]:
-        """`validated`, `size` flows at a time."""
-        batch: list[tuple[int, ApiFlow | PayloadError]] = []
+    def batches(self, size: int) -> Iterator[list[tuple[int | None, ApiFlow | PayloadError]]]:
+        """`validated`, `size` items at a time."""
+        batch: list[tuple[int | None, ApiFlow | PayloadError]] = []
         for validated in self.validated():
             batch.append(validated)
             if len(batch) == size:
@@ -225,12 +232,16 @@ class FlowApiClient:
         items = (await self._call(LIST_ENDPOINT, None)).items
         if items is None:
             raise PayloadError("data is not a list of flows", endpoint=LIST_ENDPOINT)
-        ids: list[int] = []
+        ids: list[int | None] = []
         seen: set[int] = set()
         for index, flow_id in enumerate(items.flow_ids):
             if flow_id is None:
                 # Without an ID we cannot tell which flow is missing, so nothing may be marked deleted.
                 raise PayloadError(f"item {index} has no readable flowId", endpoint=LIST_ENDPOINT)
+            if not is_flow_id(flow_id):
+                # An ID no flow can have names no stored flow either: that item alone fails.
+                ids.append(None)
+                continue
             if flow_id in seen:
                 raise PayloadError(f"flow {flow_id} is listed twice", endpoint=LIST_ENDPOINT)
             seen.add(flow_id)
@@ -428,6 +439,13 @@ def _days(offset_s: float) -> str:
     days = abs(offset_s) / 86400
     amount = f"{days:.0f}" if days >= 10 else f"{days:.1f}"
     return f"{amount} days {'ahead of' if offset_s > 0 else 'behind'}"
+
+
+def _shown_id(flow_id: int | None) -> str:
+    """A listed flowId as an error shows it: whole, unless it is absurdly long."""
+    if flow_id is not None and abs(flow_id) < 10**24:
+        return str(flow_id)
+    return "beyond 24 digits"
 
 
 def _network_problem(exc: BaseException, timeout_s: float, scrub: _Scrubber) -> str:

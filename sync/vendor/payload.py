@@ -35,6 +35,14 @@ MAX_KEY_CHARS = 40  # a duplicate JSON key longer than this is described, not qu
 
 def _api_int(value: object) -> int:
     """An integer as the API may send it: a JSON number or a numeric string, within 64 bits."""
+    number = _integer(value)
+    if not -_INT64 <= number < _INT64:
+        raise ValueError("integer outside the 64-bit range")
+    return number
+
+
+def _integer(value: object) -> int:
+    """A JSON number or a numeric string that is a whole number, of any size."""
     if isinstance(value, bool):
         raise ValueError("expected an integer, got a boolean")
     if isinstance(value, int):
@@ -45,8 +53,6 @@ def _api_int(value: object) -> int:
         number = int(value.strip())
     else:
         raise ValueError(f"expected an integer, got {_describe(value)}")
-    if not -_INT64 <= number < _INT64:
-        raise ValueError("integer outside the 64-bit range")
     return number
 
 
@@ -173,7 +179,7 @@ class ListedItems:
 
     Decoded, a listed flow takes about 1 KB; as text, about 150 bytes. Keeping the text and
     decoding a batch at a time lets a sync of a large account stay within bounded memory.
-    `flow_ids` holds each item's readable `flowId` (None where it has none), read while scanning.
+    `flow_ids` holds each item's integer `flowId` (None where it has none), read while scanning.
     """
 
     text: str
@@ -327,11 +333,12 @@ def normalize(flow: ApiFlow) -> FlowSnapshot:
 
 
 def listed_flow_id(item: object) -> int | None:
-    """The `flowId` of a `/flow/list` item, when it is readable at all."""
+    """The `flowId` of a `/flow/list` item, when it is an integer at all (whether a flow can have it
+    is `sync.core.selection`'s rule, applied by the client)."""
     if not isinstance(item, dict):
         return None
     try:
-        return _api_int(item.get("flowId"))
+        return _integer(item.get("flowId"))
     except ValueError:
         return None
 

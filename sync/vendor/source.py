@@ -41,6 +41,6 @@ class ListingResults:
     def batches(self, size: int) -> Iterator[list[FetchResult]]:
         for batch in self._listing.batches(size):
             yield [
-                Fetched(flow_id, normalize(item)) if isinstance(item, ApiFlow) else Failed(flow_id, item)
+                Fetched(item.flow_id, normalize(item)) if isinstance(item, ApiFlow) else Failed(flow_id, item)
                 for flow_id, item in batch
             ]
