@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import hashlib
+import logging
 import socket
 import time
 import traceback
@@ -1112,3 +1113,28 @@ def test_an_echoed_sign_never_reaches_an_error_message(body: str) -> None:
     assert sent
     assert sent[0] not in str(error)
     assert "s3cr3t" not in str(error)
+
+
+# --- the request log ------------------------------------------------------------------------------
+
+
+def test_a_request_that_gets_no_answer_is_logged_with_what_went_wrong(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At DEBUG each attempt is one record; one without an answer says so, by the error's class only."""
+    api = ScriptedApi(network(httpx.ReadError), success())
+    with caplog.at_level(logging.DEBUG, logger="sync.vendor.client"):
+        assert api.details() == EXPECTED_7
+    records = [r for r in caplog.records if r.name == "sync.vendor.client"]
+    assert [r.getMessage().split(" (attempt")[0] for r in records] == [
+        "GET /otp/flow/details/7 no answer (ReadError)",
+        "GET /otp/flow/details/7 200",
+    ]
+    assert [(r.method, r.path, r.status, r.attempt) for r in records] == [  # type: ignore[attr-defined]
+        ("GET", "/otp/flow/details/7", None, 1),
+        ("GET", "/otp/flow/details/7", 200, 2),
+    ]
+    assert all(r.duration_ms >= 0 for r in records)  # type: ignore[attr-defined]
+    assert "the scripted network failed" not in caplog.text
+    assert SECRET not in caplog.text
+    assert not [sign for sign in api.signs if sign in caplog.text]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+import time
+from pathlib import Path
 
 import pytest
 
+from sync import __version__
 from sync.cli.logs import configure_logging
-from sync.simulator import SimulatorHandle
+from sync.simulator import Fault, SimulatorHandle
 from tests.process import flowsync, flowsync_env
 
 SECRET = "s3cret-Value-42"
@@ -137,3 +142,72 @@ def test_only_flowsync_speaks_in_a_verbose_run(sim: SimulatorHandle, database_ur
         speakers |= {record["logger"] for record in RECORD.finditer(result.stderr)}
     assert "sync.pipeline.loop" in speakers
     assert {speaker.split(".")[0] for speaker in speakers} == {"sync"}
+
+
+REQUEST_LINE = re.compile(
+    r" DEBUG sync\.vendor\.client: (?P<method>GET) (?P<path>/\S*) (?P<status>.+?) "
+    r"\(attempt (?P<attempt>\d+), (?P<duration_ms>\d+(?:\.\d+)?) ms\)$",
+    re.MULTILINE,
+)
+
+
+def request_records(stderr: str, log_format: str) -> list[dict[str, str]]:
+    """The request records of a `-v` run's stderr, each as its fields in text."""
+    if log_format == "text":
+        return [match.groupdict() for match in REQUEST_LINE.finditer(stderr)]
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [
+        {key: str(record[key]) for key in ("method", "path", "status", "attempt", "duration_ms")}
+        for record in records
+        if record["logger"] == "sync.vendor.client" and "attempt" in record
+    ]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_each_request_is_logged_once_at_v_without_a_header_value(
+    sim: SimulatorHandle, tmp_path: Path, log_format: str
+) -> None:
+    """`-v sync` logs every request once: method, path, status, attempt, duration; no header value."""
+    env = flowsync_env(sim, f"sqlite:///{tmp_path / 'flowsync.db'}", "1-5", FLOWSYNC_LOG_FORMAT=log_format)
+    assert flowsync("db", "upgrade", env=env).returncode == 0
+    sim.faults.queue(2, Fault.http(500))
+    sim.faults.queue(3, Fault.api("-16"))
+    sim.faults.persist(4, Fault.http(503))
+    started = int(time.time())
+    result = flowsync("-v", "sync", env=env)
+    ended = int(time.time())
+    assert result.returncode == 1, result.stderr  # flow 4 fails
+    records = request_records(result.stderr, log_format)
+    assert len(records) == sum(sim.stats.requests.values()) == 8
+    attempts: dict[str, list[tuple[str, str]]] = {}
+    for record in records:
+        assert record["method"] == "GET"
+        assert float(record["duration_ms"]) >= 0
+        attempts.setdefault(record["path"], []).append((record["attempt"], record["status"]))
+    path = "/otp/flow/details/{}".format
+    assert attempts[path(1)] == [("1", "200")]
+    assert attempts[path(2)] == [("1", "500"), ("2", "200")]
+    assert attempts[path(3)] == [("1", "200"), ("2", "200")]  # -16 is an HTTP 200, then re-signed
+    assert attempts[path(4)] == [("1", "503"), ("2", "503")]
+    assert attempts[path(5)] == [("1", "200")]
+    # Never a header value: not the Sign, the key, the timestamp, nor anything of the secret.
+    config = sim.config
+    signs = {
+        hashlib.md5(f"{config.api_key}{config.api_secret}{t}".encode()).hexdigest()
+        for t in range(started - 120, ended + 120)
+    }
+    assert config.api_secret not in result.stderr
+    assert config.api_key not in result.stderr
+    assert not [sign for sign in signs if sign[:8] in result.stderr.lower()]
+    assert not [t for t in range(started - 5, ended + 5) if str(t) in result.stderr]
+    assert "application/json;charset" not in result.stderr
+    assert f"flowsync/{__version__}" not in result.stderr
+
+
+def test_requests_are_not_logged_without_v(sim: SimulatorHandle, tmp_path: Path) -> None:
+    """At the default level a run writes its one summary line, not a line per request."""
+    env = flowsync_env(sim, f"sqlite:///{tmp_path / 'flowsync.db'}", "1-5")
+    assert flowsync("db", "upgrade", env=env).returncode == 0
+    result = flowsync("sync", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "sync.vendor.client" not in result.stderr

@@ -13,6 +13,8 @@ is injectable so tests can use `httpx.MockTransport` or the simulator.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -39,6 +41,8 @@ from sync.vendor.payload import ApiFlow, Envelope, ListedItems, parse_envelope, 
 from sync.vendor.signing import signed_headers
 from sync.vendor.transport import AiohttpTransport
 from sync.vocabulary import ErrorKind
+
+log = logging.getLogger(__name__)
 
 ACCOUNT_HINTS = {
     "-1": ("account authentication failed", "check FLOWSYNC_API_KEY and FLOWSYNC_API_SECRET"),
@@ -197,6 +201,7 @@ class FlowApiClient:
         # redirects, cookies, hooks) cost more CPU per request than aiohttp itself, and flowsync
         # uses none of it (no redirects are followed; the timeout is asyncio.timeout below).
         self._base_url = base_url.rstrip("/") + "/"
+        self._base_path = httpx.URL(self._base_url).path  # what the request log shows of the URL
         self._transport = transport
         self._closed = False
         self._signature: _Signature | None = None
@@ -250,8 +255,9 @@ class FlowApiClient:
 
     async def _call(self, endpoint: str, flow_id: int | None) -> _Answer:
         """One logical request: retries transient failures and re-signs once after `-16`."""
+        attempts = itertools.count(1)  # numbers every request of this call, for the request log
         try:
-            return await self._signed_call(endpoint, flow_id)
+            return await self._signed_call(endpoint, flow_id, attempts)
         except TransientError as error:
             if self._retries == 0:
                 raise
@@ -271,11 +277,11 @@ class FlowApiClient:
                 if first_failure is not None:
                     replayed, first_failure = first_failure, None
                     raise replayed
-                return await self._signed_call(endpoint, flow_id)
+                return await self._signed_call(endpoint, flow_id, attempts)
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
-    async def _signed_call(self, endpoint: str, flow_id: int | None) -> _Answer:
-        answer = await self._attempt(endpoint, flow_id)
+    async def _signed_call(self, endpoint: str, flow_id: int | None, attempts: Iterator[int]) -> _Answer:
+        answer = await self._attempt(endpoint, flow_id, next(attempts))
         if answer.envelope.status != CLOCK_CODE:
             return self._classify(answer, endpoint, flow_id)
         server_time = _server_time(answer.response)
@@ -297,7 +303,7 @@ class FlowApiClient:
                 code=CLOCK_CODE,
             )
         self.clock_offset_s = offset_s
-        answer = await self._attempt(endpoint, flow_id)
+        answer = await self._attempt(endpoint, flow_id, next(attempts))
         if answer.envelope.status == CLOCK_CODE:
             raise ClockSkewError(
                 f"timestamp expired (-16) even after correcting the clock by {self.clock_offset_s:+.0f} s",
@@ -307,22 +313,28 @@ class FlowApiClient:
             )
         return self._classify(answer, endpoint, flow_id)
 
-    async def _attempt(self, endpoint: str, flow_id: int | None) -> _Answer:
+    async def _attempt(self, endpoint: str, flow_id: int | None, attempt: int) -> _Answer:
         """Send one signed request and decode its envelope; HTTP-level failures raise."""
         if self._closed:
             raise RuntimeError("the API client is closed")
         signature = self._sign(int(self._clock() + self.clock_offset_s))
         scrub = signature.scrub
         self.requests_sent += 1
+        started = time.perf_counter()
+        status: int | None = None
+        failure: str | None = "cancelled"
         try:
             async with asyncio.timeout(self._timeout_s):
                 request = httpx.Request("GET", self._base_url + endpoint, headers=signature.headers)
                 response = await self._transport.handle_async_request(request)
+                status = response.status_code
                 try:
                     await response.aread()
                 finally:
                     await response.aclose()
+            failure = None
         except (httpx.TransportError, TimeoutError) as exc:
+            failure = type(exc).__name__
             raise TransientError(
                 _network_problem(exc, self._timeout_s, scrub),
                 endpoint=endpoint,
@@ -330,10 +342,13 @@ class FlowApiClient:
                 kind=ErrorKind.NETWORK,
             ) from exc
         except httpx.DecodingError as exc:
+            failure = "undecodable body"
             raise PayloadError(
                 "body does not match its Content-Encoding", endpoint=endpoint, flow_id=flow_id
             ) from exc
-        status = response.status_code
+        finally:
+            if log.isEnabledFor(logging.DEBUG):
+                self._log_request(endpoint, status, failure, attempt, started)
         if status == 429 or status >= 500:
             raise TransientError(
                 scrub(f"HTTP {status} {response.reason_phrase}".rstrip()),
@@ -359,6 +374,30 @@ class FlowApiClient:
         except ValueError as exc:
             # The body's shape is described, not quoted, but a key named in it could echo the Sign.
             raise PayloadError(scrub(str(exc)), endpoint=endpoint, flow_id=flow_id) from exc
+
+    def _log_request(
+        self, endpoint: str, status: int | None, failure: str | None, attempt: int, started: float
+    ) -> None:
+        """One DEBUG record per request: never a header value, and the path has no query string."""
+        duration_ms = (time.perf_counter() - started) * 1000
+        path = self._base_path + endpoint
+        outcome = "no answer" if status is None else str(status)
+        if failure is not None:
+            outcome += f" ({failure})"
+        log.debug(
+            "GET %s %s (attempt %d, %.1f ms)",
+            path,
+            outcome,
+            attempt,
+            duration_ms,
+            extra={
+                "method": "GET",
+                "path": path,
+                "status": status,
+                "attempt": attempt,
+                "duration_ms": round(duration_ms, 1),
+            },
+        )
 
     def _sign(self, timestamp: int) -> _Signature:
         """Headers for `timestamp`, built once per second: every request within it signs the same."""
