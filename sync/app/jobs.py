@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from sync.app.metrics import SyncMetrics
 from sync.app.notify import DELIVERY_BUDGET_S, MAX_LINES, alert_body, deliver, where, worth_notifying
-from sync.app.settings import ApiSettings, Settings
+from sync.app.settings import SETTINGS, ApiSettings, Settings
 from sync.errors import ConfigError, StoreError
 from sync.pipeline.loop import DeletionGuard, RunReport, run_sync
 from sync.pipeline.ports import Progress
@@ -36,6 +36,8 @@ from sync.vendor.source import ApiFlowSource
 from sync.vocabulary import Trigger
 
 log = logging.getLogger(__name__)
+
+DOCUMENTED_BASE_URL: str = Settings.model_fields["base_url"].default  # https://api.itniotech.com/otp
 
 
 @contextmanager
@@ -164,9 +166,29 @@ def _locked_run(
                     stop=stop,
                     progress=progress,
                     guard=guard,
+                    not_found_hint=wrong_base_url_hint(settings),
                 )
 
         return asyncio.run(fetch_and_write())
+
+
+def wrong_base_url_hint(settings: Settings) -> str:
+    """What to check when every request is answered HTTP 404: the base URL, most likely its path.
+
+    The URL itself is not quoted (it may hold a password); its path is, which cannot.
+    """
+    source = settings.source("base_url")
+    setting = SETTINGS["base_url"].env if source == "default" else source
+    if source not in ("default", SETTINGS["base_url"].env):
+        setting = f"{setting}, or {SETTINGS['base_url'].env}"
+    path = httpx.URL(settings.base_url).path or "/"
+    documented = httpx.URL(DOCUMENTED_BASE_URL).path
+    if path.endswith(documented):
+        return f"check the API base URL ({setting}): its path ends in {documented}, so is its host the API's?"
+    return (
+        f"check the API base URL ({setting}): the documented base ends in {documented} "
+        f"({DOCUMENTED_BASE_URL}), and this one's path is {path}"
+    )
 
 
 def _tell_metrics(settings: Settings, engine: Engine, report: RunReport, metrics: SyncMetrics | None) -> None:

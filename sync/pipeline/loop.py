@@ -27,7 +27,7 @@ from datetime import datetime
 
 from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.selection import FlowSelection
-from sync.errors import AccountError, ApiError, PayloadError, StoreError
+from sync.errors import AccountError, ApiError, FlowError, PayloadError, StoreError
 from sync.pipeline.ports import FlowSource, NoProgress, Progress, ResultSink
 from sync.pipeline.stop import StopRequest
 from sync.vocabulary import ErrorKind, RunStatus, Trigger
@@ -108,10 +108,13 @@ async def run_sync(
     progress: Progress | None = None,
     guard: DeletionGuard | None = None,
     linger_s: float = BATCH_LINGER_S,
+    not_found_hint: str | None = None,
 ) -> RunReport:
     """Run one sync and record it through `sink`; never raises for API errors, only for a lost sink.
 
     The caller holds the run lock and has checked the schema (see `sync.app.jobs`).
+    `not_found_hint` is added to the run's message when every request it made was answered
+    HTTP 404: then the API's address is wrong, not the flows (the caller knows which setting to name).
     """
     progress = progress or NoProgress()
     started_at = clock()
@@ -136,6 +139,7 @@ async def run_sync(
         guard=guard or DeletionGuard(),
         concurrency=concurrency,
         linger_s=linger_s,
+        not_found_hint=not_found_hint,
     )
     run.counts.requested = requested
     loop = asyncio.get_running_loop()
@@ -164,6 +168,10 @@ async def run_sync(
     return report
 
 
+def _not_found(error: FlowError) -> bool:
+    return error.kind == ErrorKind.HTTP and error.code == "404"
+
+
 class _Run:
     """The moving parts of one run, shared by its fetch and write tasks (all on one event loop)."""
 
@@ -178,6 +186,7 @@ class _Run:
         guard: DeletionGuard,
         concurrency: int,
         linger_s: float,
+        not_found_hint: str | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -187,6 +196,8 @@ class _Run:
         self.guard = guard
         self.concurrency = concurrency
         self.linger_s = linger_s
+        self.not_found_hint = not_found_hint
+        self.not_found = 0  # flows whose fetch was answered HTTP 404
         self.counts = RunCounts()
         self.account_error: AccountError | None = None
         self.run_error: str | None = None
@@ -246,6 +257,9 @@ class _Run:
         except ApiError as exc:
             await asyncio.to_thread(self.sink.record_run_error, self.run_id, self.clock(), exc)
             self.run_error = f"the flow list could not be fetched, so nothing was synced: {exc}"
+            if _not_found(exc) and self.not_found_hint:
+                self.run_error += f"; {self.not_found_hint}"
+            log.error("run %d stopped: %s", self.run_id, self.run_error, extra=self._fields())
             return
         # From here a stop lets the batch in hand finish and writes no further one.
         self._listing_arrived = True
@@ -323,8 +337,10 @@ class _Run:
         outcomes = await asyncio.to_thread(self.sink.write_batch, self.run_id, self.clock(), batch)
         self.counts.add(outcomes)
         for result in batch:
-            if isinstance(result, Failed) and len(self.failures) < MAX_LOGGED_FAILURES:
-                self.failures.append(str(result.error))
+            if isinstance(result, Failed):
+                self.not_found += _not_found(result.error)
+                if len(self.failures) < MAX_LOGGED_FAILURES:
+                    self.failures.append(str(result.error))
         self.progress.advance(len(batch))
 
     def _account_refused(self, error: AccountError) -> None:
@@ -373,8 +389,14 @@ class _Run:
         if self.stopped and settled < requested:
             return RunStatus.FAILED, f"stopped by a signal after {settled} of {requested} flows"
         if self.counts.failed:
-            return RunStatus.PARTIAL, None
+            return RunStatus.PARTIAL, self._all_not_found()
         return RunStatus.OK, None
+
+    def _all_not_found(self) -> str | None:
+        """Why a run whose every flow was answered HTTP 404 failed: the API's address, most likely."""
+        if not self.not_found_hint or self.not_found == 0 or self.not_found != self.counts.requested:
+            return None
+        return f"every flow failed with HTTP 404 Not Found; {self.not_found_hint}"
 
     def _log(self, report: RunReport) -> None:
         c = report.counts
@@ -406,6 +428,9 @@ class _Run:
                 f" (and {more} more; see `flowsync history`)" if more > 0 else "",
                 extra=self._fields(),
             )
+        if report.status == RunStatus.PARTIAL and report.error_message:
+            # What the failures have in common, for an operator who only sees warnings (-q, cron).
+            log.warning("run %d: %s", report.run_id, report.error_message, extra=self._fields())
 
     def _fields(self) -> dict[str, object]:
         """What a structured log record of this run carries besides its message."""
