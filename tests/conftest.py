@@ -3,14 +3,19 @@
 Every test that touches a database takes `database_url` (or `engine`) and so runs on
 SQLite, PostgreSQL and MariaDB. The servers come from environment variables naming
 an administrative URL; each test gets its own freshly created database there and
-drops it afterwards. Without a variable the server variant is skipped with the
-reason, unless FLOWSYNC_TEST_REQUIRE_SERVERS=1 (as in CI), which makes it fail.
+drops it afterwards. A variable that is not set at all is filled in when a server
+answers at its usual local address (PostgreSQL as `postgres` on 127.0.0.1:5432, MariaDB as
+`root` on 127.0.0.1:3306), so `make test` covers the servers a machine has; one set to
+the empty string keeps that server out. Without a server the variant is skipped with the
+reason, unless FLOWSYNC_TEST_REQUIRE_SERVERS=1 (as in CI), which makes it fail. The run
+ends with a line saying which databases it covered.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +39,49 @@ SERVER_ENV = {
 }
 REQUIRE_SERVERS = os.environ.get("FLOWSYNC_TEST_REQUIRE_SERVERS") == "1"
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
+# Where a development machine (and CI, see .ci/run) has its servers, and how to log in there.
+LOCAL_SERVERS = {
+    "postgresql": ("127.0.0.1", 5432, "postgresql://postgres@127.0.0.1:5432/postgres"),
+    "mariadb": ("127.0.0.1", 3306, "mysql://root@127.0.0.1:3306/mysql"),
+}
+PROBE_TIMEOUT_S = 0.5  # nothing listening answers at once; a filtered port must not stall the run
+SERVER_SOURCES: dict[str, str] = {}  # backend -> where its URL came from, for the closing summary
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Use the servers that answer at their usual local addresses when no variable names one.
+
+    It runs before pytest-xdist starts its workers, which inherit the variables set here.
+    """
+    for backend, variable in SERVER_ENV.items():
+        if variable in os.environ:
+            given = "set" if os.environ[variable] else "set empty, so not used"
+            SERVER_SOURCES.setdefault(backend, f"{variable} {given}")
+            continue
+        host, port, url = LOCAL_SERVERS[backend]
+        problem = probe_server(host, port, url)
+        if problem is None:
+            os.environ[variable] = url
+            SERVER_SOURCES[backend] = f"found at {host}:{port} ({variable} was not set)"
+        else:
+            SERVER_SOURCES[backend] = f"{variable} not set, and none usable at {host}:{port}: {problem}"
+
+
+def probe_server(host: str, port: int, url: str) -> str | None:
+    """None when `url` logs in and answers a query; otherwise why not, in a few words."""
+    try:
+        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    engine = sa.create_engine(database_url_for(url), connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        return type(getattr(exc, "orig", None) or exc).__name__
+    finally:
+        engine.dispose()
+    return None
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +209,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
                     counts[backend] += 1
     summary = ", ".join(f"{b} {ran[b]} ran / {skipped[b]} skipped" for b in BACKENDS)
     terminalreporter.write_line(f"database variants: {summary}")
+    covered = [b for b in BACKENDS if ran[b]]
+    missed = [b for b in BACKENDS if skipped[b] and not ran[b]]
+    line = f"databases covered: {', '.join(covered) or 'none (no test that ran touches a database)'}"
+    if missed:
+        reasons = "; ".join(f"{b}: {SERVER_SOURCES.get(b, 'not configured')}" for b in missed)
+        line += f"; NOT covered: {', '.join(missed)} ({reasons})"
+    terminalreporter.write_line(line, bold=bool(missed), red=bool(missed))
