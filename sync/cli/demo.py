@@ -34,54 +34,85 @@ DEMO_BACKOFF = Backoff(initial_s=0.05, max_s=0.2, retry_after_cap_s=0.5)
 
 @dataclass(frozen=True)
 class Round:
+    """One round of the tour: what the simulated vendor does before the sync, and how to say it.
+
+    `prepare` returns the flows it changed, which `story` names where it says `{changed}`: the
+    simulator picks them, so the words come from what it did.
+    """
+
     story: str
-    prepare: Callable[[SimulatorHandle], None]
+    prepare: Callable[[SimulatorHandle], list[int]]
     all_flows: bool = False
 
+    def tell(self, changed: list[int]) -> str:
+        return self.story.format(changed=_flows(changed))
 
-def _nothing(_: SimulatorHandle) -> None:
-    pass
+
+def _flows(ids: list[int]) -> str:
+    """`flow 2 changes`, `flows 1 and 8 change`, `flows 1, 3 and 8 change`, `no other flow changes`."""
+    if not ids:
+        return "no other flow changes"
+    if len(ids) == 1:
+        return f"flow {ids[0]} changes"
+    names = ", ".join(str(flow_id) for flow_id in ids[:-1])
+    return f"flows {names} and {ids[-1]} change"
 
 
-def _changes_and_faults(sim: SimulatorHandle) -> None:
-    sim.catalog.mutate(0.3, random.Random(2))
+def _nothing(_: SimulatorHandle) -> list[int]:
+    return []
+
+
+def _changes_and_faults(sim: SimulatorHandle) -> list[int]:
     sim.faults.queue(3, Fault.http(503), Fault.http(503))
     sim.faults.queue(5, Fault.html())
     sim.faults.queue(1, Fault.api("-16"))
+    return sim.catalog.mutate(0.3, random.Random(2))
 
 
-def _delete_flow_4(sim: SimulatorHandle) -> None:
+def _delete_flow_4(sim: SimulatorHandle) -> list[int]:
     sim.catalog.delete([4])
     sim.faults.persist(4, Fault(FaultKind.NULL_DATA))
-    sim.catalog.mutate(0.2, random.Random(3))
+    return sim.catalog.mutate(0.2, random.Random(3))
 
 
-def _restore_flow_4(sim: SimulatorHandle) -> None:
+def _restore_flow_4(sim: SimulatorHandle) -> list[int]:
     sim.faults.persist(4, None)
     sim.catalog.restore([4])
+    return []
 
 
-def _refuse_account(sim: SimulatorHandle) -> None:
+def _refuse_account(sim: SimulatorHandle) -> list[int]:
     sim.faults.set_account(Fault.api("-2"))
+    return []
 
 
-def _list_without_flow_6(sim: SimulatorHandle) -> None:
+def _list_without_flow_6(sim: SimulatorHandle) -> list[int]:
     sim.faults.set_account(None)
     sim.catalog.delete([6])
+    return []
 
 
 ROUNDS = (
-    Round("first sync of flows 1-9: every flow is new; flow 9 does not exist (-22)", _nothing),
     Round(
-        "some flows change; flow 3 answers HTTP 503 twice (retried, then stored); flow 5 sends an "
-        "HTML error page (recorded, its stored configuration kept); flow 1 is refused with -16 once "
-        "(re-signed with the server's clock)",
+        "first sync of flows 1-9: flows 1-8 are new; flow 9 does not exist (-22), in this round and "
+        "every round that asks for it",
+        _nothing,
+    ),
+    Round(
+        "{changed}; flow 3 answers HTTP 503 twice (retried, then fetched); flow 5 sends an HTML error "
+        "page (recorded as an error, its stored configuration kept); flow 1 is refused with -16 once "
+        "(re-signed with the server's clock, then fetched)",
         _changes_and_faults,
     ),
-    Round("flow 4 is deleted (the API answers data: null) and other flows change", _delete_flow_4),
-    Round("flow 4 is back", _restore_flow_4),
-    Round("the API refuses the account (-2): the run stops at once", _refuse_account),
-    Round("every flow through /flow/list (all mode): flow 6 is no longer listed", _list_without_flow_6, True),
+    Round("flow 4 is deleted (the API answers data: null); {changed}", _delete_flow_4),
+    Round("flow 4 is back, as it was before (restored, which counts as changed)", _restore_flow_4),
+    Round("the API refuses the account (-2): the run stops at once, before any flow", _refuse_account),
+    Round(
+        "the account is allowed again; every flow through one /flow/list request (all mode): flow 6 is "
+        "no longer listed (deleted), and flow 9, never listed, is not asked for",
+        _list_without_flow_6,
+        True,
+    ),
 )
 
 
@@ -114,8 +145,7 @@ def run_demo(directory: Path, console: Console) -> None:
             migrate.upgrade(engine)
             for number, round_ in enumerate(ROUNDS, start=1):
                 console.rule(f"round {number}")
-                console.print(round_.story)
-                round_.prepare(sim)
+                console.print(round_.tell(round_.prepare(sim)))
                 round_api = replace(api, flow_ids=ALL) if round_.all_flows else api
                 try:
                     report = jobs.sync_once(
