@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,43 @@ def test_the_build_context_holds_what_the_image_copies_and_no_local_secrets() ->
         "deploy/secrets/x",
     ):
         assert ignored_by_dockerignore(path, patterns), path
+
+
+@pytest.mark.slow
+def test_the_files_the_image_copies_are_enough_to_build_flowsync(tmp_path: Path) -> None:
+    """The build stage's COPY lines, and nothing else of the repository, build a wheel with the migrations."""
+    context = tmp_path / "context"
+    for instruction, arguments in dockerfile_instructions():
+        if instruction == "COPY" and not arguments.startswith("--from"):
+            *sources, _destination = arguments.split()
+            for source in sources:
+                if (ROOT / source).is_dir():
+                    shutil.copytree(
+                        ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__")
+                    )
+                else:
+                    context.mkdir(exist_ok=True)
+                    shutil.copy2(ROOT / source, context / source)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            str(tmp_path),
+            str(context),
+        ],
+        check=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("flowsync-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "sync/cli/commands.py" in names
+    assert "sync/migrations/env.py" in names
 
 
 # --- Compose -----------------------------------------------------------------------------
@@ -456,6 +494,16 @@ def command_lines() -> CommandLines:
     return lines
 
 
+def quoted_command_lines() -> CommandLines:
+    """The `flowsync ...` commands that the comments and deploy/README.md quote."""
+    lines: CommandLines = []
+    for path in sorted(p for p in DEPLOY.rglob("*") if p.is_file()):
+        for quoted in re.findall(r"`(flowsync [^`]*)`", path.read_text()):
+            if quoted != "flowsync ...":
+                lines.append((f"{path.name} quotes", shlex.split(quoted)))
+    return lines
+
+
 def words(argv: list[str]) -> list[str]:
     """The command's words: neither options, their values with a path, nor the program."""
     return [arg for arg in argv[1:] if not arg.startswith("-") and "/" not in arg]
@@ -485,7 +533,11 @@ def test_deploy_files_hold_every_kind_of_command_line() -> None:
     assert {"run", "sync", "db upgrade", "check"} <= found
 
 
-@pytest.mark.parametrize(("where", "argv"), command_lines(), ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("where", "argv"),
+    command_lines() + quoted_command_lines(),
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_every_command_line_in_deploy_parses_with_the_real_cli(where: str, argv: list[str]) -> None:
     """Each command resolves and its options parse (types and ranges included), as when it runs."""
     command = parse_command_line(argv)
