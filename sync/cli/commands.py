@@ -14,8 +14,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
 
@@ -40,6 +41,7 @@ log = logging.getLogger("sync")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 PIPED_WIDTH = 200
+FORMATS = ("table", "json", "csv")
 
 
 def _say(message: str) -> None:
@@ -265,26 +267,62 @@ def check(
         sys.exit(EXIT_OK if verdict.healthy else EXIT_FAILED)
 
 
-@cli.command(settings=DATABASE)
-@click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100")
+def _format_option() -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="a table for people; json or csv (exact values, the tables' column names) for programs",
+    )
+
+
+def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    from sync.core.instants import parse_instant
+
+    if value is None:
+        return None
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command(settings=(*DATABASE, "flow_ids"))
+@click.option("--all", "show_all", is_flag=True, help="list every flow, not just the first 100 (table)")
 @click.option(
     "--runs", default=10, show_default=True, type=click.IntRange(min=1), help="how many recent runs"
 )
+@_format_option()
 @pass_context
-def status(context: Context, /, *, show_all: bool, runs: int, **flags: str | None) -> None:
-    """The latest runs and every flow's sync state."""
-    from sync.cli.render import flows_table, runs_table
+def status(
+    context: Context, /, *, show_all: bool, runs: int, output_format: str, **flags: str | None
+) -> None:
+    """The latest runs, every flow's sync state, and requested flows never fetched."""
+    from sync.cli import records
+    from sync.cli.render import flows_table, never_fetched_table, runs_table
     from sync.cli.wording import status_notes
     from sync.store import reports
 
     with _errors_to_exit_codes():
         settings = context.settings(flags)
+        every = show_all or output_format != "table"  # a program gets every flow, never a first page
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
-            report = reports.status(engine, runs=runs, flow_limit=None if show_all else 100)
-        console = _stdout_console()
-        console.print(runs_table(report))
-        console.print(flows_table(report))
+            report = reports.status(
+                engine, runs=runs, flow_limit=None if every else 100, requested=settings.flow_ids
+            )
+        if output_format == "json":
+            _out(records.as_json(records.status_record(report)))
+        elif output_format == "csv":
+            _out(records.as_csv(*records.status_rows(report)), end="")
+        else:
+            console = _stdout_console()
+            console.print(runs_table(report))
+            console.print(flows_table(report))
+            if report.never_fetched_total:
+                console.print(never_fetched_table(report))
         for note in status_notes(report):
             _say(note)
 
@@ -293,13 +331,26 @@ def status(context: Context, /, *, show_all: bool, runs: int, **flags: str | Non
 @click.option("--flow-id", type=click.IntRange(MIN_FLOW_ID, MAX_FLOW_ID), help="only this flow")
 @click.option("--run-id", type=click.IntRange(1, MAX_FLOW_ID), help="only this run")
 @click.option(
-    "--limit", default=50, show_default=True, type=click.IntRange(min=0), help="how many events (0: all)"
+    "--limit",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="how many rows (0: all); a table counts a grouped error streak as one",
 )
+@_format_option()
 @pass_context
 def history(
-    context: Context, /, *, flow_id: int | None, run_id: int | None, limit: int, **flags: str | None
+    context: Context,
+    /,
+    *,
+    flow_id: int | None,
+    run_id: int | None,
+    limit: int,
+    output_format: str,
+    **flags: str | None,
 ) -> None:
-    """Change and error events, newest first, with readable diffs."""
+    """Change and error events, newest first, with readable diffs; repeated errors grouped in the table."""
+    from sync.cli import records
     from sync.cli.render import history_table
     from sync.cli.wording import history_notes
     from sync.store import reports
@@ -309,9 +360,63 @@ def history(
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
             entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
-        _stdout_console().print(history_table(entries))
+            if not entries:
+                _fail_when_unknown(reports.unknown(engine, flow_id=flow_id, run_id=run_id))
+        if output_format == "json":
+            _out(records.as_json(records.history_records(entries)))
+        elif output_format == "csv":
+            _out(records.as_csv(*records.history_rows(entries)), end="")
+        else:
+            _stdout_console().print(history_table(entries))
         for note in history_notes(entries):
             _say(note)
+
+
+def _fail_when_unknown(unknown: list[str]) -> None:
+    """`history --run-id N` / `--flow-id N` naming what the database has never held: exit 1 saying so."""
+    if unknown:
+        _fail(f"no {' and no '.join(unknown)} in this database", EXIT_FAILED)
+
+
+@cli.command(settings=DATABASE)
+@click.argument("flow_id", type=click.IntRange(1, MAX_FLOW_ID))
+@click.option(
+    "--as-of",
+    metavar="TIMESTAMP",
+    callback=_instant,
+    help="the configuration current at this instant: ISO 8601, UTC unless it has an offset "
+    "(2026-11-24, 2026-11-24T12:00:00, 2026-11-24T14:00:00+02:00)",
+)
+@_format_option()
+@pass_context
+def show(
+    context: Context,
+    /,
+    *,
+    flow_id: int,
+    as_of: datetime | None,
+    output_format: str,
+    **flags: str | None,
+) -> None:
+    """One flow's configuration, now or as of an instant, with the labels of its codes."""
+    from sync.cli import records
+    from sync.cli.render import config_table
+    from sync.cli.wording import describe_missing
+    from sync.store import reports
+
+    with _errors_to_exit_codes():
+        settings = context.settings(flags)
+        with jobs.database(settings) as engine:
+            jobs.check_ready(engine)
+            config = reports.flow_config(engine, flow_id, as_of)
+        if isinstance(config, reports.NoConfig):
+            _fail(describe_missing(config), EXIT_FAILED)
+        if output_format == "json":
+            _out(records.as_json(records.config_record(config)))
+        elif output_format == "csv":
+            _out(records.as_csv(*records.config_rows(config)), end="")
+        else:
+            _stdout_console().print(config_table(config))
 
 
 @cli.command(settings=LOGGING)
@@ -374,6 +479,11 @@ def fake_api(
         serve_forever(config, host=host, port=port)
     except (ValueError, OSError) as exc:
         _fail(f"fake-api: {exc}", EXIT_USAGE)
+
+
+def _out(text: str, end: str = "\n") -> None:
+    """Machine output (JSON, CSV) to stdout, exactly as encoded."""
+    click.echo(text + end, nl=False)
 
 
 def _stdout_console() -> Console:

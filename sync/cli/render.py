@@ -12,9 +12,16 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from sync.cli.wording import describe_event
+from sync.cli.wording import (
+    describe_config,
+    describe_event,
+    error_text,
+    flow_error,
+    partial_run,
+    with_label,
+)
 from sync.core.safe_text import escape_unsafe
-from sync.store.reports import Corrupt, HistoryEntry, StatusReport
+from sync.store.reports import NODE_COLUMNS, Corrupt, FlowConfig, HistoryEntry, StatusReport
 from sync.vocabulary import Event, RunStatus, SyncState
 
 _STATE_STYLE: dict[str, str] = {
@@ -61,8 +68,42 @@ def runs_table(report: StatusReport) -> Table:
             shown(run["triggered_by"]),
             shown(run["status"], style=_STATE_STYLE.get(run["status"], "")),
             *(shown(run[f"flows_{count}"]) for count in _COUNTS),
-            shown(run["error_message"]),
+            shown(_run_note(report, run)),
         )
+    return table
+
+
+def _run_note(report: StatusReport, run: dict[str, object]) -> object:
+    """A failed run's stored reason; for a partial one, which flows failed."""
+    failures = report.run_failures.get(run["id"])  # type: ignore[call-overload]
+    if failures is not None and not run["error_message"]:
+        return partial_run(failures, run["flows_failed"])
+    return run["error_message"]
+
+
+def never_fetched_table(report: StatusReport) -> Table:
+    """Requested flows with no stored configuration: every fetch failed, or none was tried yet."""
+    table = Table(
+        title=f"Requested but never fetched ({report.never_fetched_total} of flows {report.requested})",
+        title_justify="left",
+    )
+    for column in ("flow", "state", "attempts", "last attempt", "last error"):
+        table.add_column(column, justify="right" if column in ("flow", "attempts") else "left")
+    for missing in report.never_fetched:
+        error = missing.last_error
+        table.add_row(
+            shown(missing.flow_id),
+            shown("never fetched", style="red"),
+            shown(missing.attempts),
+            _when(missing.last_attempt_at),
+            shown(
+                error_text(error.error_kind, error.error_code, error.error_message)
+                if error
+                else "not tried yet"
+            ),
+        )
+    if len(report.never_fetched) < report.never_fetched_total:
+        table.caption = f"{report.never_fetched_total - len(report.never_fetched)} more not shown (use --all)"
     return table
 
 
@@ -79,7 +120,7 @@ def flows_table(report: StatusReport) -> Table:
             shown(flow["sync_state"], style=_STATE_STYLE.get(flow["sync_state"], "")),
             _when(flow["last_changed_at"]),
             _when(flow["last_fetched_at"]),
-            shown(flow["last_error"]),
+            shown(flow_error(flow)),
         )
     if len(report.flows) < report.flows_total:
         table.caption = f"{report.flows_total - len(report.flows)} more flows not shown (use --all)"
@@ -100,4 +141,19 @@ def history_table(entries: list[HistoryEntry]) -> Table:
             # Each line escaped on its own: a line feed inside a name shows as `\n`, not as a new line.
             Text("\n".join(escape_unsafe(line) for line in describe_event(entry))),
         )
+    return table
+
+
+def config_table(config: FlowConfig) -> Table:
+    """One flow's nodes, codes with their labels, under a title saying which version they are."""
+    table = Table(title=shown(describe_config(config)), title_justify="left")
+    table.add_column("position", justify="right")
+    table.add_column("waiting_time (s)", justify="right")
+    table.add_column("status")
+    table.add_column("channel")
+    table.add_column("channel_cut")
+    for node in config.nodes:
+        table.add_row(*(shown(with_label(column, node[column], quote=False)) for column in NODE_COLUMNS))
+    if not config.nodes:
+        table.caption = "no nodes"
     return table

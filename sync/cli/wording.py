@@ -1,4 +1,4 @@
-"""The readable text of what `status` and `history` show: each event, each change, each corrupt row.
+"""The readable text of what `status`, `history` and `show` say: each event, change, flow and corrupt row.
 
 Pure functions on the reports' plain data, so the wording of a change
 (`flow 12 "Login OTP": nodes[2].waiting_time 30 -> 60`) is tested without a database.
@@ -9,11 +9,16 @@ it escapes what a terminal would act on (`sync.core.safe_text`).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from sync.core.labels import channel_cut_label, status_label
 from sync.core.snapshot import NODE_FIELDS
-from sync.store.reports import Corrupt, HistoryEntry, StatusReport
-from sync.vocabulary import Event
+from sync.store.reports import Corrupt, FlowConfig, FlowFailure, HistoryEntry, NoConfig, StatusReport
+from sync.vocabulary import Event, SyncState
+
+LABELLED = {"status": status_label, "channel_cut": channel_cut_label}
+"""Node columns whose codes have labels, and the function that gives a code's label."""
 
 
 def describe_event(entry: HistoryEntry) -> list[str]:
@@ -49,7 +54,8 @@ def describe_change(change: Mapping[str, Any]) -> str:
             return f"{field} added {_node_text(new)}"
         if new is None and isinstance(old, dict):
             return f"{field} removed {_node_text(old)}"
-    return f"{field} {_value(old)} -> {_value(new)}"
+    column = field.rpartition(".")[2] if field.startswith("nodes[") else field
+    return f"{field} {with_label(column, old)} -> {with_label(column, new)}"
 
 
 def history_notes(entries: list[HistoryEntry]) -> list[str]:
@@ -74,7 +80,7 @@ def status_notes(report: StatusReport) -> list[str]:
 def _node_text(node: dict[str, Any]) -> str:
     # Column order, whatever order the database's JSON type kept the keys in (MySQL sorts them).
     keys = [k for k in NODE_FIELDS if k in node] + sorted(k for k in node if k not in NODE_FIELDS)
-    return "(" + ", ".join(f"{key} {_value(node[key])}" for key in keys) + ")"
+    return "(" + ", ".join(f"{key} {with_label(key, node[key])}" for key in keys) + ")"
 
 
 def _value(value: Any) -> str:
@@ -89,3 +95,88 @@ def _quoted(text: object) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def with_label(column: str, code: object, *, quote: bool = True) -> str:
+    """A node value as shown: a code with its label (`2 (not verified)`); text quoted if `quote`."""
+    label_of = LABELLED.get(column)
+    label = label_of(code) if label_of is not None else None
+    text = _value(code) if quote else str(code)
+    return f"{text} ({label})" if label is not None else text
+
+
+def moment(value: datetime | Corrupt | None) -> str:
+    """A stored UTC timestamp to the second, as every table shows it."""
+    if isinstance(value, Corrupt):
+        return "corrupt"
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else "-"
+
+
+def describe_config(config: FlowConfig) -> str:
+    """What the configuration shown is: which version, since when, and whether the flow was deleted."""
+    subject = f"flow {config.flow_id} {_quoted(config.name)}"
+    if config.as_of is not None:
+        subject += f" as of {moment(config.as_of)} UTC"
+    version = f"version {config.version_no}" if config.version_no is not None else "no version recorded"
+    if config.deleted_at is not None:
+        return (
+            f"{subject}: deleted (at {moment(config.deleted_at)}); its last configuration, "
+            f"{version}, was current from {moment(config.valid_from)}"
+        )
+    if config.as_of is not None:
+        until = f"until {moment(config.valid_to)}" if config.valid_to is not None else "still current"
+        return f"{subject}: {version}, current from {moment(config.valid_from)}, {until}"
+    text = f"{subject}: {version}, current since {moment(config.valid_from)}"
+    if config.sync_state == SyncState.ERROR:
+        text += f"; the latest fetch failed ({config.last_error or 'no reason stored'})"
+    return text
+
+
+def describe_missing(missing: NoConfig) -> str:
+    """Why there is nothing to show: an unknown flow, or an instant before the flow was first seen."""
+    if missing.as_of is None or missing.first_seen is None:
+        return f"no flow {missing.flow_id} in this database (it was never fetched successfully)"
+    return (
+        f"flow {missing.flow_id} did not exist yet at {moment(missing.as_of)} UTC "
+        f"(first seen at {moment(missing.first_seen)})"
+    )
+
+
+def error_text(kind: object, code: object, message: object = None) -> str:
+    """`api error -22: reason`; without a message, `api error -22`."""
+    text = f"{kind or 'unknown'} error{f' {code}' if code else ''}"
+    return f"{text}: {message}" if message else text
+
+
+def flow_error(flow: Mapping[str, Any]) -> str:
+    """A failing flow's `last error` cell, with its streak: `api error -22: why (41 failed fetches in a row
+    since 2026-11-20 10:05)`. The streak counts every failed fetch since the last success."""
+    if not flow.get("last_error"):
+        return ""
+    text = error_text(flow.get("last_error_kind"), flow.get("last_error_code"), flow["last_error"])
+    if flow.get("last_error_kind") is None:
+        return str(flow["last_error"])  # a row from before the streak columns: only the text is known
+    failures = flow.get("consecutive_failures")
+    if isinstance(failures, int) and failures >= 2:
+        since = flow.get("failing_since")
+        when = f" since {moment(since)[:16]}" if since is not None else ""
+        text += f" ({failures} failed fetches in a row{when})"
+    return text
+
+
+def partial_run(failures: list[FlowFailure], failed: object) -> str:
+    """Why a `partial` run is partial, in short: `3 flows failed: 2 (http 503), 9 (api -22), 1 more`."""
+    total = failed if isinstance(failed, int) and failed >= len(failures) else len(failures)
+    named = ", ".join(
+        f"{failure.flow_id} ({_short_error(failure.error_kind, failure.error_code)})" for failure in failures
+    )
+    text = f"{_count(total, 'flow')} failed"
+    if named:
+        text += f": {named}"
+    if total > len(failures):
+        text += f", {total - len(failures)} more"
+    return text
+
+
+def _short_error(kind: object, code: object) -> str:
+    return f"{kind or 'unknown'}{f' {code}' if code else ''}"

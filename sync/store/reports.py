@@ -1,4 +1,4 @@
-"""What `status` and `history` read: the latest runs, every flow's state, and the events.
+"""What `status`, `history` and `show` read: the latest runs, every flow's state, the events, one flow.
 
 A row damaged by hand or by another tool must not hide every other row. So the columns
 whose stored form a database does not check (JSON documents, and timestamps, which SQLite
@@ -11,18 +11,28 @@ The wording of what is shown lives with the command line (`sync.cli.wording`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
 from sync.core.diff import Change
+from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.store.database import reading
-from sync.store.schema import flow_history, flows, sync_runs
+from sync.store.schema import (
+    flow_history,
+    flow_nodes,
+    flow_version_nodes,
+    flow_versions,
+    flows,
+    sync_runs,
+)
 from sync.store.sqltypes import UtcDateTime, stored_timestamp
-from sync.vocabulary import SyncState
+from sync.vocabulary import Event, RunStatus, SyncState
+
+NODE_COLUMNS = ("position", "waiting_time", "status", "channel", "channel_cut")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,13 +46,72 @@ class Corrupt:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowFailure:
+    """One flow's failed fetch in a run: its `flow_history` error columns."""
+
+    flow_id: int
+    error_kind: str | None
+    error_code: str | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NeverFetched:
+    """A requested flow with no `flows` row: every fetch of it failed, or none was tried yet."""
+
+    flow_id: int
+    attempts: int  # its `error` events
+    last_error: FlowFailure | None
+    last_attempt_at: datetime | Corrupt | None
+
+
+@dataclass(frozen=True, slots=True)
 class StatusReport:
-    """Runs and flows as column-name dicts; a timestamp that does not decode is a `Corrupt` value."""
+    """Runs and flows as column-name dicts; a timestamp that does not decode is a `Corrupt` value.
+
+    `run_failures` holds, for each `partial` run shown, its first few failed flows (`failed_shown`
+    of them at most); `never_fetched` the first requested flows that have no `flows` row, out of
+    `never_fetched_total`, and `requested` the selection they were counted against.
+    """
 
     runs: list[dict[str, Any]]
     flows: list[dict[str, Any]]
     flows_total: int
     states: dict[str, int]
+    run_failures: dict[int, list[FlowFailure]] = field(default_factory=dict)
+    never_fetched: list[NeverFetched] = field(default_factory=list)
+    never_fetched_total: int = 0
+    requested: FlowSelection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowConfig:
+    """One flow's configuration now or as of an instant, with the version it belongs to.
+
+    `nodes` hold the `flow_nodes` columns. `deleted_at` is set when the flow was deleted at
+    that time (it then shows its last configuration before the deletion); `sync_state` and
+    `last_error` are the `flows` row's, for the configuration now only.
+    """
+
+    flow_id: int
+    name: str
+    nodes: list[dict[str, Any]]
+    version_no: int | None
+    valid_from: datetime | Corrupt | None
+    valid_to: datetime | Corrupt | None
+    deleted_at: datetime | Corrupt | None
+    as_of: datetime | None = None
+    sync_state: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoConfig:
+    """No configuration to show: the flow is unknown (`first_seen` None) or was first seen after `as_of`."""
+
+    flow_id: int
+    as_of: datetime | None
+    first_seen: datetime | Corrupt | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +136,27 @@ class HistoryEntry:
         return [f"{column} {value.problem}" for column, value in values.items() if isinstance(value, Corrupt)]
 
 
-def status(engine: Engine, *, runs: int = 10, flow_limit: int | None = 100) -> StatusReport:
-    """The latest runs, and flows with problems first, then by ID."""
+def status(
+    engine: Engine,
+    *,
+    runs: int = 10,
+    flow_limit: int | None = 100,
+    requested: FlowSelection | None = None,
+    failed_shown: int = 3,
+) -> StatusReport:
+    """The latest runs, and flows with problems first, then by ID.
+
+    `requested` is the selection whose never-fetched flows are listed (`flow_limit` of them at
+    most); without it, the latest run's selection. `all` lists none: in that mode a flow is
+    requested because the list returned it, and a listed flow is stored or has an error event.
+    """
     with reading(engine) as connection:
-        run_rows = connection.execute(
-            sa.select(*_as_stored(sync_runs)).order_by(sync_runs.c.id.desc()).limit(runs)
-        )
+        run_rows = [
+            _decoded(row, sync_runs)
+            for row in connection.execute(
+                sa.select(*_as_stored(sync_runs)).order_by(sync_runs.c.id.desc()).limit(runs)
+            )
+        ]
         states: dict[str, int] = dict(
             connection.execute(
                 sa.select(flows.c.sync_state, sa.func.count()).group_by(flows.c.sync_state)
@@ -82,12 +166,199 @@ def status(engine: Engine, *, runs: int = 10, flow_limit: int | None = 100) -> S
         query = sa.select(*_as_stored(flows)).order_by(problems_first, flows.c.flow_id)
         if flow_limit is not None:
             query = query.limit(flow_limit)
+        run_failures = {
+            run["id"]: _run_failures(connection, run["id"], failed_shown)
+            for run in run_rows
+            if run["status"] == RunStatus.PARTIAL
+        }
+        if requested is None:
+            requested = _latest_selection(connection)
+        never, never_total = _never_fetched(connection, requested, flow_limit)
         return StatusReport(
-            runs=[_decoded(row, sync_runs) for row in run_rows],
+            runs=run_rows,
             flows=[_decoded(row, flows) for row in connection.execute(query)],
             flows_total=sum(states.values()),
             states={str(k): int(v) for k, v in states.items()},
+            run_failures=run_failures,
+            never_fetched=never,
+            never_fetched_total=never_total,
+            requested=requested,
         )
+
+
+def _run_failures(connection: Connection, run_id: int, limit: int) -> list[FlowFailure]:
+    rows = connection.execute(
+        sa.select(
+            flow_history.c.flow_id,
+            flow_history.c.error_kind,
+            flow_history.c.error_code,
+            flow_history.c.error_message,
+        )
+        .where(
+            flow_history.c.run_id == run_id,
+            flow_history.c.event == Event.ERROR,
+            flow_history.c.flow_id.is_not(None),
+        )
+        .order_by(flow_history.c.id)
+        .limit(limit)
+    )
+    return [FlowFailure(*row) for row in rows]
+
+
+def _latest_selection(connection: Connection) -> FlowSelection | None:
+    """The flow IDs the latest run was asked for; None before any run or when its text does not parse."""
+    text = connection.scalar(
+        sa.select(sync_runs.c.flow_selection)
+        .where(sync_runs.c.flow_selection.is_not(None))
+        .order_by(sync_runs.c.id.desc())
+        .limit(1)
+    )
+    try:
+        return parse_flow_ids(text) if text else None
+    except ValueError:
+        return None
+
+
+def _never_fetched(
+    connection: Connection, requested: FlowSelection | None, limit: int | None
+) -> tuple[list[NeverFetched], int]:
+    """The first `limit` requested flows without a `flows` row, and how many there are in all."""
+    if requested is None or requested.everything:
+        return [], 0
+    stored: set[int] = set()
+    for low, high in requested.ranges:
+        stored.update(
+            connection.scalars(sa.select(flows.c.flow_id).where(flows.c.flow_id.between(low, high)))
+        )
+    total = len(requested) - len(stored)
+    missing: list[int] = []
+    for flow_id in requested:
+        if len(missing) == total or (limit is not None and len(missing) == limit):
+            break
+        if flow_id not in stored:
+            missing.append(flow_id)
+    if not missing:
+        return [], total
+    attempts: dict[int, tuple[int, int]] = {}
+    for start in range(0, len(missing), 500):  # bounded IN lists
+        chunk = missing[start : start + 500]
+        for flow_id, count, last_id in connection.execute(
+            sa.select(flow_history.c.flow_id, sa.func.count(), sa.func.max(flow_history.c.id))
+            .where(flow_history.c.flow_id.in_(chunk), flow_history.c.event == Event.ERROR)
+            .group_by(flow_history.c.flow_id)
+        ):
+            attempts[int(flow_id)] = (int(count), int(last_id))
+    last: dict[int, Row[Any]] = {}
+    last_ids = [last_id for _, last_id in attempts.values()]
+    for start in range(0, len(last_ids), 500):
+        for row in connection.execute(
+            sa.select(
+                flow_history.c.flow_id,
+                flow_history.c.error_kind,
+                flow_history.c.error_code,
+                flow_history.c.error_message,
+                sa.type_coerce(flow_history.c.occurred_at, sa.Text()).label("occurred_at"),
+            ).where(flow_history.c.id.in_(last_ids[start : start + 500]))
+        ):
+            last[int(row.flow_id)] = row
+    found = []
+    for flow_id in missing:
+        latest = last.get(flow_id)
+        found.append(
+            NeverFetched(
+                flow_id=flow_id,
+                attempts=attempts.get(flow_id, (0, 0))[0],
+                last_error=FlowFailure(flow_id, latest.error_kind, latest.error_code, latest.error_message)
+                if latest is not None
+                else None,
+                last_attempt_at=_timestamp(latest.occurred_at) if latest is not None else None,
+            )
+        )
+    return found, total
+
+
+def flow_config(engine: Engine, flow_id: int, as_of: datetime | None = None) -> FlowConfig | NoConfig:
+    """The flow's configuration now (`flows`, `flow_nodes`) or as of `as_of` (`flow_versions`)."""
+    with reading(engine) as connection:
+        if as_of is None:
+            return _config_now(connection, flow_id)
+        return _config_as_of(connection, flow_id, as_of)
+
+
+def _config_now(connection: Connection, flow_id: int) -> FlowConfig | NoConfig:
+    row = connection.execute(sa.select(*_as_stored(flows)).where(flows.c.flow_id == flow_id)).first()
+    if row is None:
+        return NoConfig(flow_id, None, None)
+    flow = _decoded(row, flows)
+    nodes = connection.execute(
+        sa.select(*(flow_nodes.c[name] for name in NODE_COLUMNS))
+        .where(flow_nodes.c.flow_id == flow_id)
+        .order_by(flow_nodes.c.position)
+    )
+    version = connection.execute(
+        sa.select(flow_versions.c.version_no, *_stored_times(flow_versions, "valid_from", "valid_to"))
+        .where(flow_versions.c.flow_id == flow_id)
+        .order_by(flow_versions.c.version_no.desc())
+        .limit(1)
+    ).first()
+    deleted = flow["sync_state"] == SyncState.DELETED
+    return FlowConfig(
+        flow_id=flow_id,
+        name=flow["name"],
+        nodes=[dict(node._mapping) for node in nodes],
+        version_no=version.version_no if version is not None else None,
+        valid_from=_timestamp(version.valid_from) if version is not None else None,
+        valid_to=_timestamp(version.valid_to) if version is not None else None,
+        deleted_at=(flow["deleted_at"] or Corrupt("is missing")) if deleted else None,
+        sync_state=flow["sync_state"],
+        last_error=flow["last_error"],
+    )
+
+
+def _config_as_of(connection: Connection, flow_id: int, as_of: datetime) -> FlowConfig | NoConfig:
+    version = connection.execute(
+        sa.select(
+            flow_versions.c.version_no,
+            flow_versions.c.name,
+            flow_versions.c.closed_by_event,
+            *_stored_times(flow_versions, "valid_from", "valid_to"),
+        )
+        .where(flow_versions.c.flow_id == flow_id, flow_versions.c.valid_from <= as_of)
+        .order_by(flow_versions.c.version_no.desc())
+        .limit(1)
+    ).first()
+    if version is None:
+        first_seen = connection.scalar(
+            sa.select(sa.type_coerce(sa.func.min(flow_versions.c.valid_from), sa.Text())).where(
+                flow_versions.c.flow_id == flow_id
+            )
+        )
+        return NoConfig(flow_id, as_of, _timestamp(first_seen))
+    nodes = connection.execute(
+        sa.select(*(flow_version_nodes.c[name] for name in NODE_COLUMNS))
+        .where(
+            flow_version_nodes.c.flow_id == flow_id,
+            flow_version_nodes.c.version_no == version.version_no,
+        )
+        .order_by(flow_version_nodes.c.position)
+    )
+    valid_to = _timestamp(version.valid_to)
+    # A version closed at or before the instant, with no later one opened by then, was closed by a deletion.
+    deleted = isinstance(valid_to, datetime) and valid_to <= as_of
+    return FlowConfig(
+        flow_id=flow_id,
+        name=version.name,
+        nodes=[dict(node._mapping) for node in nodes],
+        version_no=version.version_no,
+        valid_from=_timestamp(version.valid_from),
+        valid_to=valid_to,
+        deleted_at=valid_to if deleted else None,
+        as_of=as_of,
+    )
+
+
+def _stored_times(table: sa.Table, *names: str) -> list[sa.ColumnElement[Any]]:
+    return [sa.type_coerce(table.c[name], sa.Text()).label(name) for name in names]
 
 
 def history(
@@ -122,6 +393,34 @@ def history(
             )
             for row in connection.execute(query)
         ]
+
+
+def unknown(engine: Engine, *, flow_id: int | None = None, run_id: int | None = None) -> list[str]:
+    """Which of a run and a flow the database has never held: `run 7`, `flow 12` (empty when both exist).
+
+    A flow is known when it has a `flows` row or any event (a flow whose every fetch failed has only
+    `error` events).
+    """
+    missing = []
+    with reading(engine) as connection:
+        if (
+            run_id is not None
+            and connection.scalar(
+                sa.select(sa.func.count()).select_from(sync_runs).where(sync_runs.c.id == run_id)
+            )
+            == 0
+        ):
+            missing.append(f"run {run_id}")
+        if flow_id is not None:
+            stored = connection.scalar(
+                sa.select(sa.func.count()).select_from(flows).where(flows.c.flow_id == flow_id)
+            )
+            events = connection.scalar(
+                sa.select(flow_history.c.id).where(flow_history.c.flow_id == flow_id).limit(1)
+            )
+            if stored == 0 and events is None:
+                missing.append(f"flow {flow_id}")
+    return missing
 
 
 def _as_stored(table: sa.Table) -> list[sa.ColumnElement[Any]]:
