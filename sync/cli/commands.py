@@ -54,6 +54,17 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _stop_at_closed_pipe() -> NoReturn:
+    """The reader of our output went away (`flowsync status | head`): stop quietly and exit 0, as `cat` does.
+
+    Standard output is pointed at /dev/null first, so that the flush at exit does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    sys.exit(EXIT_OK)
+
+
 @contextmanager
 def _errors_to_exit_codes() -> Iterator[None]:
     """Every deliberate error becomes one line on stderr and its exit code; no tracebacks."""
@@ -69,6 +80,8 @@ def _errors_to_exit_codes() -> Iterator[None]:
         _fail(f"database error: {exc}", EXIT_FAILED)
     except FlowsyncError as exc:
         _fail(str(exc), EXIT_FAILED)
+    except BrokenPipeError:
+        _stop_at_closed_pipe()
     except Exception as exc:
         # A bug, not an operator's mistake: one line by default, the traceback with -v.
         log.debug("unexpected error", exc_info=True)
@@ -352,6 +365,7 @@ def history(
     """Change and error events, newest first, with readable diffs; repeated errors grouped in the table."""
     from sync.cli import records
     from sync.cli.render import history_table
+    from sync.cli.streaks import group_streaks
     from sync.cli.wording import history_notes
     from sync.store import reports
 
@@ -359,7 +373,12 @@ def history(
         settings = context.settings(flags)
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
-            entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
+            if output_format == "table":
+                pages = reports.history_pages(engine, flow_id=flow_id, run_id=run_id)
+                rows = group_streaks(pages, limit or None)
+                entries = [row.newest for row in rows]
+            else:  # one record per stored row, for programs
+                entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)
             if not entries:
                 _fail_when_unknown(reports.unknown(engine, flow_id=flow_id, run_id=run_id))
         if output_format == "json":
@@ -367,7 +386,7 @@ def history(
         elif output_format == "csv":
             _out(records.as_csv(*records.history_rows(entries)), end="")
         else:
-            _stdout_console().print(history_table(entries))
+            _stdout_console().print(history_table(rows))
         for note in history_notes(entries):
             _say(note)
 
@@ -486,9 +505,18 @@ def _out(text: str, end: str = "\n") -> None:
     click.echo(text + end, nl=False)
 
 
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich's own handling exits 1; a reader that stopped reading is not a failure.
+        _stop_at_closed_pipe()
+
+
 def _stdout_console() -> Console:
-    """The terminal's width on a terminal; wide enough not to fold table cells when piped to a file."""
-    return Console() if sys.stdout.isatty() else Console(width=PIPED_WIDTH)
+    """The terminal's width on a terminal; piped, `COLUMNS` when set, else 200 columns, wide enough
+    that only the free-text columns (a run's error, an event's text) fold, never an ID or a time."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
+        return _StdoutConsole()
+    return _StdoutConsole(width=PIPED_WIDTH)
 
 
 def _stop_on_signals(stop: StopRequest) -> None:
@@ -515,4 +543,7 @@ def _stop_on_signals(stop: StopRequest) -> None:
 
 
 def main() -> None:
-    cli(prog_name="flowsync")
+    try:
+        cli(prog_name="flowsync")
+    except BrokenPipeError:  # raised outside a command, by click's own output
+        _stop_at_closed_pipe()

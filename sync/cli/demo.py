@@ -19,6 +19,7 @@ from rich.text import Text
 from sync.app import jobs
 from sync.app.settings import Settings
 from sync.cli.render import flows_table, history_table, runs_table, shown
+from sync.cli.streaks import group_streaks
 from sync.core.selection import ALL, parse_flow_ids
 from sync.errors import FlowsyncError
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
@@ -169,7 +170,7 @@ def run_demo(directory: Path, console: Console) -> None:
             console.print(runs_table(status))
             console.print(flows_table(status))
             console.rule("flowsync history")
-            console.print(history_table(reports.history(engine, limit=None)))
+            console.print(history_table(group_streaks(reports.history_pages(engine), None)))
         finally:
             engine.dispose()
     console.print(

@@ -12,16 +12,17 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
+from sync.cli.streaks import Grouped
 from sync.cli.wording import (
     describe_config,
-    describe_event,
+    describe_row,
     error_text,
     flow_error,
     partial_run,
     with_label,
 )
 from sync.core.safe_text import escape_unsafe
-from sync.store.reports import NODE_COLUMNS, Corrupt, FlowConfig, HistoryEntry, StatusReport
+from sync.store.reports import NODE_COLUMNS, Corrupt, FlowConfig, StatusReport
 from sync.vocabulary import Event, RunStatus, SyncState
 
 _STATE_STYLE: dict[str, str] = {
@@ -127,19 +128,20 @@ def flows_table(report: StatusReport) -> Table:
     return table
 
 
-def history_table(entries: list[HistoryEntry]) -> Table:
+def history_table(rows: list[Grouped]) -> Table:
     table = Table(title="History, newest first (UTC)", title_justify="left")
     table.add_column("when")
     table.add_column("run", justify="right")
     table.add_column("event")
     table.add_column("what", overflow="fold")
-    for entry in entries:
+    for row in rows:
+        entry = row.newest
         table.add_row(
             _when(entry.occurred_at),
             shown(entry.run_id if entry.run_id is not None else "-"),
             shown(entry.event, style=_EVENT_STYLE.get(entry.event, "")),
             # Each line escaped on its own: a line feed inside a name shows as `\n`, not as a new line.
-            Text("\n".join(escape_unsafe(line) for line in describe_event(entry))),
+            Text("\n".join(escape_unsafe(line) for line in describe_row(row))),
         )
     return table
 

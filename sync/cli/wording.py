@@ -8,10 +8,11 @@ it escapes what a terminal would act on (`sync.core.safe_text`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sync.cli.streaks import Grouped
 from sync.core.labels import channel_cut_label, status_label
 from sync.core.snapshot import NODE_FIELDS
 from sync.store.reports import Corrupt, FlowConfig, FlowFailure, HistoryEntry, NoConfig, StatusReport
@@ -23,14 +24,12 @@ LABELLED = {"status": status_label, "channel_cut": channel_cut_label}
 
 def describe_event(entry: HistoryEntry) -> list[str]:
     """The readable lines of one `flow_history` row: `flow ID "name": what happened`, one line per change."""
-    subject = "account" if entry.flow_id is None else f"flow {entry.flow_id}"
     problems = entry.problems()
     if problems:
+        subject = "account" if entry.flow_id is None else f"flow {entry.flow_id}"
         return [f"{subject}: event {entry.id} is corrupt ({'; '.join(problems)})"]
+    subject = _subject(entry)
     snapshot = entry.snapshot if isinstance(entry.snapshot, dict) else {}
-    name = snapshot.get("name") or entry.current_name
-    if name is not None:
-        subject += f" {_quoted(name)}"
     event = entry.event
     if event == Event.ERROR:
         code = f" {entry.error_code}" if entry.error_code else ""
@@ -46,6 +45,24 @@ def describe_event(entry: HistoryEntry) -> list[str]:
     return lines or [f"{subject}: {event}"]
 
 
+def describe_row(row: Grouped) -> list[str]:
+    """An event's lines; a streak of identical errors in one: `flow 9: api error -22, 41 times since ...`."""
+    if row.count < 2:
+        return describe_event(row.newest)
+    entry = row.newest
+    since = f" since {moment(row.since)[:16]}" if row.since is not None else ""
+    streak = f"{error_text(entry.error_kind, entry.error_code)}, {row.count} times{since}"
+    return [f"{_subject(entry)}: {streak}: {entry.error_message or ''}"]
+
+
+def _subject(entry: HistoryEntry) -> str:
+    """`flow 12 "Login OTP"` (its name then, else now), `flow 9` when it never had one, or `account`."""
+    subject = "account" if entry.flow_id is None else f"flow {entry.flow_id}"
+    snapshot = entry.snapshot if isinstance(entry.snapshot, dict) else {}
+    name = snapshot.get("name") or entry.current_name
+    return subject if name is None else f"{subject} {_quoted(name)}"
+
+
 def describe_change(change: Mapping[str, Any]) -> str:
     """`field old -> new`, strings quoted; a whole node added or removed lists its columns."""
     field, old, new = change["field"], change.get("old"), change.get("new")
@@ -58,7 +75,7 @@ def describe_change(change: Mapping[str, Any]) -> str:
     return f"{field} {with_label(column, old)} -> {with_label(column, new)}"
 
 
-def history_notes(entries: list[HistoryEntry]) -> list[str]:
+def history_notes(entries: Iterable[HistoryEntry]) -> list[str]:
     """One line per corrupt event, by key: `flow 12: event 345 is corrupt (snapshot is not valid JSON)`."""
     return [describe_event(entry)[0] for entry in entries if entry.problems()]
 

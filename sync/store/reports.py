@@ -11,6 +11,7 @@ The wording of what is shown lives with the command line (`sync.cli.wording`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -365,6 +366,36 @@ def history(
     engine: Engine, *, flow_id: int | None = None, run_id: int | None = None, limit: int | None = 50
 ) -> list[HistoryEntry]:
     """Events newest first."""
+    with reading(engine) as connection:
+        return _history_page(connection, flow_id=flow_id, run_id=run_id, before_id=None, limit=limit)
+
+
+def history_pages(
+    engine: Engine, *, flow_id: int | None = None, run_id: int | None = None, page_size: int = 500
+) -> Iterator[list[HistoryEntry]]:
+    """Events newest first, a page at a time, each page its own short read (no transaction held open)."""
+    before_id: int | None = None
+    while True:
+        with reading(engine) as connection:
+            page = _history_page(
+                connection, flow_id=flow_id, run_id=run_id, before_id=before_id, limit=page_size
+            )
+        if not page:
+            return
+        yield page
+        if len(page) < page_size:
+            return
+        before_id = page[-1].id
+
+
+def _history_page(
+    connection: Connection,
+    *,
+    flow_id: int | None,
+    run_id: int | None,
+    before_id: int | None,
+    limit: int | None,
+) -> list[HistoryEntry]:
     query = (
         sa.select(*_as_stored(flow_history), flows.c.name.label("current_name"))
         .select_from(flow_history.outerjoin(flows, flows.c.flow_id == flow_history.c.flow_id))
@@ -374,25 +405,26 @@ def history(
         query = query.where(flow_history.c.flow_id == flow_id)
     if run_id is not None:
         query = query.where(flow_history.c.run_id == run_id)
+    if before_id is not None:
+        query = query.where(flow_history.c.id < before_id)
     if limit is not None:
         query = query.limit(limit)
-    with reading(engine) as connection:
-        return [
-            HistoryEntry(
-                id=row.id,
-                occurred_at=_timestamp(row.occurred_at),
-                run_id=row.run_id,
-                flow_id=row.flow_id,
-                event=row.event,
-                snapshot=_snapshot(row.snapshot),
-                changes=_changes(row.changes),
-                error_kind=row.error_kind,
-                error_code=row.error_code,
-                error_message=row.error_message,
-                current_name=row.current_name,
-            )
-            for row in connection.execute(query)
-        ]
+    return [
+        HistoryEntry(
+            id=row.id,
+            occurred_at=_timestamp(row.occurred_at),
+            run_id=row.run_id,
+            flow_id=row.flow_id,
+            event=row.event,
+            snapshot=_snapshot(row.snapshot),
+            changes=_changes(row.changes),
+            error_kind=row.error_kind,
+            error_code=row.error_code,
+            error_message=row.error_message,
+            current_name=row.current_name,
+        )
+        for row in connection.execute(query)
+    ]
 
 
 def unknown(engine: Engine, *, flow_id: int | None = None, run_id: int | None = None) -> list[str]:
