@@ -12,8 +12,8 @@ from sync.store.reports import Corrupt, HistoryEntry
 
 SMS = {"waiting_time": 30, "status": 1, "channel": "sms", "channel_cut": 0}
 CALL = {"waiting_time": 60, "status": 2, "channel": "call", "channel_cut": 1}
-SMS_TEXT = '(waiting_time 30, status 1, channel "sms", channel_cut 0)'
-CALL_TEXT = '(waiting_time 60, status 2, channel "call", channel_cut 1)'
+SMS_TEXT = '(waiting_time 30, status 1 (sending failed), channel "sms", channel_cut 0 (switch channel))'
+CALL_TEXT = '(waiting_time 60, status 2 (not verified), channel "call", channel_cut 1 (do not switch))'
 
 
 def snapshot(name: str, *nodes: dict[str, Any], flow_id: int = 12) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def change(field: str, old: Any, new: Any) -> dict[str, Any]:
             ),
             [
                 'flow 12 "Login OTP": restored',
-                'flow 12 "Login OTP": nodes[1].status 2 -> 1',
+                'flow 12 "Login OTP": nodes[1].status 2 (not verified) -> 1 (sending failed)',
                 'flow 12 "Login OTP": nodes[2] removed ' + CALL_TEXT,
             ],
             id="restored-with-changes",
@@ -237,7 +237,10 @@ def test_describe_event(history_row: HistoryEntry, lines: list[str]) -> None:
         (change("name", 'say "hi"', "back\\slash"), 'name "say \\"hi\\"" -> "back\\\\slash"'),
         (change("nodes[2].waiting_time", 30, 60), "nodes[2].waiting_time 30 -> 60"),
         (change("nodes[1].channel", "sms", "fax"), 'nodes[1].channel "sms" -> "fax"'),
-        (change("nodes[1].channel_cut", 0, -1), "nodes[1].channel_cut 0 -> -1"),
+        (change("nodes[1].channel_cut", 0, -1), "nodes[1].channel_cut 0 (switch channel) -> -1"),
+        (change("nodes[1].status", 2, 1), "nodes[1].status 2 (not verified) -> 1 (sending failed)"),
+        (change("nodes[1].status", 1, 7), "nodes[1].status 1 (sending failed) -> 7"),
+        (change("nodes[1].status", "1", 2), 'nodes[1].status "1" -> 2 (not verified)'),
         (change("nodes[3]", None, SMS), "nodes[3] added " + SMS_TEXT),
         (change("nodes[3]", SMS, None), "nodes[3] removed " + SMS_TEXT),
         ({"field": "nodes[4]", "new": CALL}, "nodes[4] added " + CALL_TEXT),

@@ -419,7 +419,7 @@ def show(
 ) -> None:
     """One flow's configuration, now or as of an instant, with the labels of its codes."""
     from sync.cli import records
-    from sync.cli.render import config_table
+    from sync.cli.render import config_view
     from sync.cli.wording import describe_missing
     from sync.store import reports
 
@@ -435,7 +435,7 @@ def show(
         elif output_format == "csv":
             _out(records.as_csv(*records.config_rows(config)), end="")
         else:
-            _stdout_console().print(config_table(config))
+            _stdout_console().print(config_view(config))
 
 
 @cli.command(settings=LOGGING)
@@ -512,11 +512,9 @@ class _StdoutConsole(Console):
 
 
 def _stdout_console() -> Console:
-    """The terminal's width on a terminal; piped, `COLUMNS` when set, else 200 columns, wide enough
-    that only the free-text columns (a run's error, an event's text) fold, never an ID or a time."""
-    if sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit():
-        return _StdoutConsole()
-    return _StdoutConsole(width=PIPED_WIDTH)
+    """The terminal's width on a terminal; piped, a fixed 200 columns whatever `COLUMNS` says, wide
+    enough that only the free-text columns (a run's error, an event's text) fold, never an ID or a time."""
+    return _StdoutConsole() if sys.stdout.isatty() else _StdoutConsole(width=PIPED_WIDTH)
 
 
 def _stop_on_signals(stop: StopRequest) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
@@ -146,9 +147,9 @@ def history_table(rows: list[Grouped]) -> Table:
     return table
 
 
-def config_table(config: FlowConfig) -> Table:
-    """One flow's nodes, codes with their labels, under a title saying which version they are."""
-    table = Table(title=shown(describe_config(config)), title_justify="left")
+def config_view(config: FlowConfig) -> Group:
+    """One line saying which version it is and since when, then the nodes, codes with their labels."""
+    table = Table()
     table.add_column("position", justify="right")
     table.add_column("waiting_time (s)", justify="right")
     table.add_column("status")
@@ -158,4 +159,4 @@ def config_table(config: FlowConfig) -> Table:
         table.add_row(*(shown(with_label(column, node[column], quote=False)) for column in NODE_COLUMNS))
     if not config.nodes:
         table.caption = "no nodes"
-    return table
+    return Group(shown(describe_config(config)), table)

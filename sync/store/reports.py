@@ -200,7 +200,7 @@ def _run_failures(connection: Connection, run_id: int, limit: int) -> list[FlowF
             flow_history.c.event == Event.ERROR,
             flow_history.c.flow_id.is_not(None),
         )
-        .order_by(flow_history.c.id)
+        .order_by(flow_history.c.flow_id, flow_history.c.id)
         .limit(limit)
     )
     return [FlowFailure(*row) for row in rows]
