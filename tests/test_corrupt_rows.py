@@ -8,6 +8,10 @@ the test either reads past it or shows that the database refuses to hold it.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -186,3 +190,34 @@ def test_status_and_history_read_past_corrupt_rows(
     if backend_of(database_url) != "postgresql":
         assert "flowsync: flow 3 is corrupt (last_changed_at is not a timestamp)" in status.stderr
         assert "corrupt" in status.stdout
+
+
+def test_json_and_csv_name_corrupt_values_and_read_past_them(
+    engine: Engine, sim: SimulatorHandle, database_url: str
+) -> None:
+    """Machine output exits 0, gives a corrupt value as null with a `corrupt` entry naming its column."""
+    event_id = three_flows_and_a_change(engine, sim, database_url)
+    corrupt(engine, "flow_history", "snapshot", "'[1, 2]'", f"id = {event_id}")
+    zero_date = backend_of(database_url) != "postgresql"
+    if zero_date:
+        corrupt(engine, "flows", "last_changed_at", ZERO_DATE, "flow_id = 3")
+    env = flowsync_env(None, database_url, flow_ids=None)
+
+    history = flowsync("history", "--format", "json", env=env)
+    assert history.returncode == 0, history.stderr
+    records = {record["id"]: record for record in json.loads(history.stdout)}
+    assert records[event_id]["snapshot"] is None
+    assert records[event_id]["corrupt"] == {"snapshot": "is not a JSON object"}
+    assert sum(1 for record in records.values() if not record["corrupt"]) == len(records) - 1
+    assert f"flowsync: flow 2: event {event_id} is corrupt (snapshot is not a JSON object)" in history.stderr
+    rows = list(csv.DictReader(io.StringIO(flowsync("history", "--format", "csv", env=env).stdout)))
+    assert [row["corrupt"] for row in rows if row["id"] == str(event_id)] == ["snapshot is not a JSON object"]
+
+    status = flowsync("status", "--format", "csv", env=env)
+    assert status.returncode == 0, status.stderr
+    flows = {row["flow_id"]: row for row in csv.DictReader(io.StringIO(status.stdout))}
+    assert set(flows) == {"1", "2", "3"}
+    if zero_date:
+        assert flows["3"]["corrupt"] == "last_changed_at is not a timestamp"
+        assert flows["3"]["last_changed_at"] == ""
+        assert "flowsync: flow 3 is corrupt (last_changed_at is not a timestamp)" in status.stderr

@@ -333,7 +333,7 @@ def test_status_counts_never_fetched_flows_against_the_configured_ids(scripted: 
 
 
 def test_history_groups_a_streak_of_identical_errors(scripted: Scripted) -> None:
-    """Flow 5's six `-22` errors are one row with the count and the first time; flow 2's HTML error stays apart."""
+    """Flow 5's six `-22` errors are one row with the count and the first time; flow 2's others stay apart."""
     text = flat(scripted.run("history", "--limit", "0").stdout)
     first = f"{RUNS[0]:%Y-%m-%d %H:%M}"
     assert flat(f"flow 5: api error -22, 6 times since {first}: {MISSING_REASON}") in text
