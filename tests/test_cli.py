@@ -20,7 +20,7 @@ from sync.store.database import create_engine
 from sync.store.run_lock import run_lock
 from tests.process import flowsync, flowsync_env
 
-CONTRACT_COMMANDS = ["db", "sync", "run", "status", "history", "demo", "fake-api"]
+CONTRACT_COMMANDS = ["db", "sync", "run", "status", "history", "show", "demo", "fake-api"]
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
