@@ -103,3 +103,24 @@ def test_a_streak_reads_as_one_line() -> None:
     assert describe_row(row) == [
         "flow 9: api error -22, 41 times since 2026-11-20 10:05: API status -22 (parameter error)"
     ]
+
+
+def test_with_a_counter_reading_stops_at_the_limit_and_open_streaks_are_counted_by_it() -> None:
+    """The store counts a streak still open at the limit in one query; no further page is read."""
+    events = newest_first(*(event(n, 9) for n in range(1, 10)), event(10, 7, "changed"))
+    pages_read = 0
+    asked: list[int] = []
+
+    def pages() -> Iterator[list[HistoryEntry]]:
+        nonlocal pages_read
+        for start in range(0, len(events), 3):
+            pages_read += 1
+            yield events[start : start + 3]
+
+    def extent(newest: HistoryEntry) -> tuple[int, datetime | Corrupt | None]:
+        asked.append(newest.id)
+        return 41, START
+
+    rows = group_streaks(pages(), 2, extent)
+    assert [(row.newest.id, row.count, row.since) for row in rows] == [(10, 1, rows[0].since), (9, 41, START)]
+    assert (pages_read, asked) == (1, [9])

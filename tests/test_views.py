@@ -349,6 +349,14 @@ def test_history_limit_counts_shown_rows_and_reads_past_them(scripted: Scripted)
     assert flat("6 times since") in flat(result.stdout)
 
 
+def test_history_counts_a_streak_that_goes_on_past_the_rows_shown(scripted: Scripted) -> None:
+    """The three newest rows are the last run's events; each streak among them is counted in full."""
+    text = flat(scripted.run("history", "--limit", "3").stdout)
+    assert flat(f"flow 5: api error -22, 6 times since {RUNS[0]:%Y-%m-%d %H:%M}") in text
+    assert flat(f"api error -22, 2 times since {RUNS[4]:%Y-%m-%d %H:%M}") in text
+    assert flat("payload error") not in text
+
+
 def test_history_json_and_csv_keep_one_record_per_row(scripted: Scripted) -> None:
     """Machine output is not grouped: each stored event is one record, with the table's column names."""
     records = json_of(scripted.run("history", "--limit", "0", "--format", "json"))

@@ -42,6 +42,7 @@ log = logging.getLogger("sync")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 PIPED_WIDTH = 200
 FORMATS = ("table", "json", "csv")
+NEVER_FETCHED_LISTED = 1000  # beyond that, a range was most likely mistyped: the total says how many
 
 
 def _say(message: str) -> None:
@@ -324,7 +325,11 @@ def status(
         with jobs.database(settings) as engine:
             jobs.check_ready(engine)
             report = reports.status(
-                engine, runs=runs, flow_limit=None if every else 100, requested=settings.flow_ids
+                engine,
+                runs=runs,
+                flow_limit=None if every else 100,
+                requested=settings.flow_ids,
+                never_fetched_limit=NEVER_FETCHED_LISTED if every else 100,
             )
         if output_format == "json":
             _out(records.as_json(records.status_record(report)))
@@ -375,7 +380,11 @@ def history(
             jobs.check_ready(engine)
             if output_format == "table":
                 pages = reports.history_pages(engine, flow_id=flow_id, run_id=run_id)
-                rows = group_streaks(pages, limit or None)
+                rows = group_streaks(
+                    pages,
+                    limit or None,
+                    lambda newest: reports.error_streak(engine, newest, run_id=run_id),
+                )
                 entries = [row.newest for row in rows]
             else:  # one record per stored row, for programs
                 entries = reports.history(engine, flow_id=flow_id, run_id=run_id, limit=limit or None)

@@ -11,7 +11,7 @@ needs to close the streaks it shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,11 +35,19 @@ def _key(entry: HistoryEntry) -> tuple[object, ...] | None:
     return (entry.flow_id, entry.error_kind, entry.error_code, entry.error_message)
 
 
-def group_streaks(pages: Iterable[list[HistoryEntry]], limit: int | None) -> list[Grouped]:
+StreakExtent = Callable[[HistoryEntry], tuple[int, datetime | Corrupt | None]]
+"""For the newest error of a streak: how many identical errors it has and when the first was."""
+
+
+def group_streaks(
+    pages: Iterable[list[HistoryEntry]], limit: int | None, extent: StreakExtent | None = None
+) -> list[Grouped]:
     """The first `limit` rows (all with None) once identical consecutive errors of a flow are grouped.
 
     A group stays open while the events read so far end (going back in time) in it; it closes at
-    the flow's next older event that differs. Reading stops once the first `limit` rows are closed.
+    the flow's next older event that differs. Without `extent`, reading goes on until the first
+    `limit` rows are closed. With it, reading stops at `limit` rows and `extent` counts each streak
+    still open among them (the store does that in one query, instead of reading a long streak).
     """
     rows: list[Grouped] = []
     open_by_flow: dict[int, int] = {}  # flow -> index in rows of its open streak
@@ -56,6 +64,16 @@ def group_streaks(pages: Iterable[list[HistoryEntry]], limit: int | None) -> lis
             rows.append(Grouped(entry, since=entry.occurred_at))
             if key is not None and entry.flow_id is not None:
                 open_by_flow[entry.flow_id] = len(rows) - 1
-        if limit is not None and len(rows) >= limit and all(i >= limit for i in open_by_flow.values()):
+        if limit is not None and _enough(rows, limit, open_by_flow, counted=extent is not None):
             break
-    return rows if limit is None else rows[:limit]
+    shown = rows if limit is None else rows[:limit]
+    if extent is not None and limit is not None:
+        for index in open_by_flow.values():
+            if index < len(shown):
+                shown[index].count, shown[index].since = extent(shown[index].newest)
+    return shown
+
+
+def _enough(rows: list[Grouped], limit: int, open_by_flow: dict[int, int], *, counted: bool) -> bool:
+    """Whether the first `limit` rows are all read: each one closed, or open streaks counted elsewhere."""
+    return len(rows) >= limit and (counted or all(index >= limit for index in open_by_flow.values()))

@@ -144,12 +144,14 @@ def status(
     flow_limit: int | None = 100,
     requested: FlowSelection | None = None,
     failed_shown: int = 3,
+    never_fetched_limit: int = 100,
 ) -> StatusReport:
     """The latest runs, and flows with problems first, then by ID.
 
-    `requested` is the selection whose never-fetched flows are listed (`flow_limit` of them at
-    most); without it, the latest run's selection. `all` lists none: in that mode a flow is
-    requested because the list returned it, and a listed flow is stored or has an error event.
+    `requested` is the selection whose never-fetched flows are listed (`never_fetched_limit` of
+    them at most, all counted); without it, the latest run's selection. `all` lists none: in that
+    mode a flow is requested because the list returned it, and a listed flow is stored or has an
+    error event.
     """
     with reading(engine) as connection:
         run_rows = [
@@ -174,7 +176,7 @@ def status(
         }
         if requested is None:
             requested = _latest_selection(connection)
-        never, never_total = _never_fetched(connection, requested, flow_limit)
+        never, never_total = _never_fetched(connection, requested, never_fetched_limit)
         return StatusReport(
             runs=run_rows,
             flows=[_decoded(row, flows) for row in connection.execute(query)],
@@ -221,7 +223,7 @@ def _latest_selection(connection: Connection) -> FlowSelection | None:
 
 
 def _never_fetched(
-    connection: Connection, requested: FlowSelection | None, limit: int | None
+    connection: Connection, requested: FlowSelection | None, limit: int
 ) -> tuple[list[NeverFetched], int]:
     """The first `limit` requested flows without a `flows` row, and how many there are in all."""
     if requested is None or requested.everything:
@@ -234,7 +236,7 @@ def _never_fetched(
     total = len(requested) - len(stored)
     missing: list[int] = []
     for flow_id in requested:
-        if len(missing) == total or (limit is not None and len(missing) == limit):
+        if len(missing) in (total, limit):
             break
         if flow_id not in stored:
             missing.append(flow_id)
@@ -386,6 +388,33 @@ def history_pages(
         if len(page) < page_size:
             return
         before_id = page[-1].id
+
+
+def error_streak(
+    engine: Engine, newest: HistoryEntry, *, run_id: int | None = None
+) -> tuple[int, datetime | Corrupt | None]:
+    """How many errors identical to `newest` (same flow, kind, code and message) end at it with no
+    other event of that flow between them, and when the first of them occurred."""
+    h = flow_history.c
+    identical = sa.and_(
+        h.event == Event.ERROR,
+        h.error_kind.is_not_distinct_from(newest.error_kind),
+        h.error_code.is_not_distinct_from(newest.error_code),
+        h.error_message.is_not_distinct_from(newest.error_message),
+    )
+    scope = [h.flow_id == newest.flow_id] + ([h.run_id == run_id] if run_id is not None else [])
+    boundary = (
+        sa.select(sa.func.coalesce(sa.func.max(h.id), 0))
+        .where(*scope, h.id < newest.id, sa.not_(identical))
+        .scalar_subquery()
+    )
+    with reading(engine) as connection:
+        count, first = connection.execute(
+            sa.select(sa.func.count(), sa.type_coerce(sa.func.min(h.occurred_at), sa.Text())).where(
+                *scope, identical, h.id <= newest.id, h.id > boundary
+            )
+        ).one()
+    return int(count), _timestamp(first)
 
 
 def _history_page(
