@@ -329,6 +329,23 @@ def test_status_counts_never_fetched_flows_against_the_configured_ids(scripted: 
     assert "not tried yet" in scripted.run("status", "--flow-ids", "4-7").stdout
 
 
+def test_a_huge_requested_range_is_counted_not_listed(scripted: Scripted) -> None:
+    """A million requested IDs: all counted, a thousand listed in JSON, a hundred in the table."""
+    report = json_of(scripted.run("status", "--flow-ids", "1-1000000", "--format", "json"))
+    assert report["never_fetched_total"] == 1_000_000 - 4
+    assert [m["flow_id"] for m in report["never_fetched"]][:3] == [5, 6, 7]
+    assert len(report["never_fetched"]) == 1000
+    table = flat(scripted.run("status", "--flow-ids", "1-1000000").stdout)
+    assert flat("Requested but never fetched (999996 of flows 1-1000000)") in table
+    assert flat("999896 more not shown (use --all)") in table
+
+
+def test_show_prints_a_name_as_text_never_markup(scripted: Scripted) -> None:
+    """Brackets in a vendor's name are shown as typed in the table and kept exact in JSON."""
+    assert 'flow 2 "Signup [bold]OTP[/bold]"' in scripted.run("show", "2").stdout
+    assert json_of(scripted.run("show", "2", "--format", "json"))["name"] == "Signup [bold]OTP[/bold]"
+
+
 # history
 
 
