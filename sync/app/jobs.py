@@ -27,6 +27,7 @@ from sync.pipeline.ports import Progress
 from sync.pipeline.stop import StopRequest
 from sync.store.database import check_schema, create_engine
 from sync.store.health import HealthFacts, read_health
+from sync.store.prune import PruneCounts, prune
 from sync.store.run_lock import run_lock
 from sync.store.run_summary import summarize
 from sync.store.schema import SCHEMA_REVISIONS
@@ -79,6 +80,30 @@ def served_metrics(settings: Settings) -> Iterator[SyncMetrics | None]:
 def health_facts(engine: Engine) -> HealthFacts:
     """What `flowsync check` judges: the latest runs and the flows failing now."""
     return read_health(engine)
+
+
+PRUNE_LOCK_WAIT_S = 60.0
+
+
+def prune_history(
+    engine: Engine,
+    before: datetime,
+    *,
+    dry_run: bool = False,
+    lock_wait_s: float = PRUNE_LOCK_WAIT_S,
+    on_wait: Callable[[], None] = lambda: None,
+) -> PruneCounts:
+    """`flowsync prune`: error events and unreferenced runs older than `before`, under the run lock.
+
+    A prune waits up to `lock_wait_s` for a sync in progress (calling `on_wait` once if it has to),
+    so that it never decides what is unreferenced while a run writes. A dry run only reads, and
+    takes no lock.
+    """
+    check_ready(engine)
+    if dry_run:
+        return prune(engine, before, dry_run=True)
+    with run_lock(engine, wait_s=lock_wait_s, on_wait=on_wait):
+        return prune(engine, before)
 
 
 def utc_now() -> datetime:

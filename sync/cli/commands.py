@@ -16,7 +16,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import NoReturn
 
@@ -29,6 +29,7 @@ from sync.app.settings import SETTINGS, Settings, load_settings
 from sync.cli.logs import configure_logging
 from sync.cli.options import FlowsyncGroup
 from sync.cli.progress_bar import progress_for
+from sync.core.moments import parse_moment
 from sync.core.safe_text import escape_unsafe
 from sync.core.selection import MAX_FLOW_ID, MIN_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
@@ -445,6 +446,63 @@ def show(
             _out(records.as_csv(*records.config_rows(config)), end="")
         else:
             _stdout_console().print(config_view(config))
+
+
+class _Moment(click.ParamType[datetime]):
+    """A command-line moment: `YYYY-MM-DD` or ISO 8601, UTC when it has no offset."""
+
+    name = "DATE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_moment(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@cli.command(settings=DATABASE)
+@click.option(
+    "--before",
+    type=_Moment(),
+    help="prune what is older than this: YYYY-MM-DD or ISO 8601 (UTC when no offset is given)",
+)
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    metavar="DAYS",
+    help="instead of --before: prune what is older than this many days (for cron)",
+)
+@click.option("--dry-run", is_flag=True, help="only count what would be deleted")
+@pass_context
+def prune(
+    context: Context,
+    /,
+    *,
+    before: datetime | None,
+    keep_days: int | None,
+    dry_run: bool,
+    **flags: str | None,
+) -> None:
+    """Delete error events and unreferenced runs older than a date; configuration events are kept."""
+    if (before is None) == (keep_days is None):
+        raise click.UsageError("give exactly one of --before DATE and --keep-days DAYS")
+    with _errors_to_exit_codes():
+        settings = context.settings(flags)
+        cutoff = before if before is not None else jobs.utc_now() - timedelta(days=keep_days or 0)
+
+        def say_waiting() -> None:
+            _say(f"a sync holds the run lock; waiting up to {jobs.PRUNE_LOCK_WAIT_S:g} s for it to finish")
+
+        with jobs.database(settings) as engine:
+            counts = jobs.prune_history(engine, cutoff, dry_run=dry_run, on_wait=say_waiting)
+        verb = "would delete" if dry_run else "deleted"
+        when = cutoff.strftime("%Y-%m-%d %H:%M:%S UTC")
+        click.echo(f"flow_history: {verb} {counts.flow_history} error events older than {when}")
+        click.echo(
+            f"sync_runs: {verb} {counts.sync_runs} runs older than {when} that no kept event refers to"
+        )
 
 
 @cli.command(settings=LOGGING)
