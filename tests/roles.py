@@ -88,8 +88,10 @@ def documented_roles(server_database_url: str) -> Iterator[Accounts]:
     migrate.upgrade(owner)
     try:
         with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            cursor = connection.connection.cursor()
             for statement in statements(script):
-                connection.exec_driver_sql(statement)
+                cursor.execute(statement)  # no parameters: `%` is text, as in the clients
+            cursor.close()
         url = sa.make_url(server_database_url)
         yield Accounts(
             owner,
@@ -100,10 +102,12 @@ def documented_roles(server_database_url: str) -> Iterator[Accounts]:
         )
     finally:
         with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            cursor = connection.connection.cursor()
             if backend == "postgresql":
                 listed = ", ".join(names.values())
-                connection.exec_driver_sql(f"DROP OWNED BY {listed}")
-                connection.exec_driver_sql(f"DROP ROLE {listed}")
+                cursor.execute(f"DROP OWNED BY {listed}")
+                cursor.execute(f"DROP ROLE {listed}")
             else:
-                connection.exec_driver_sql("DROP USER " + ", ".join(f"'{n}'@'%'" for n in names.values()))
+                cursor.execute("DROP USER " + ", ".join(f"'{n}'@'%'" for n in names.values()))
+            cursor.close()
         owner.dispose()

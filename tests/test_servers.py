@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -19,10 +17,9 @@ from sync.store.run_lock import run_lock
 from sync.store.schema import flow_history, flows, sync_runs
 from tests.conftest import backend_of, database_url_for, server_admin_url
 from tests.process import flowsync, flowsync_env, start_flowsync, wait_for
+from tests.roles import documented_roles
 from tests.tables import assert_every_flow_whole
 from tests.test_processes import flow_count, runs
-
-ROLES = Path(__file__).resolve().parent.parent / "docs" / "roles"
 
 
 def test_two_databases_on_one_server_do_not_share_a_lock(database_url: str, other_database_url: str) -> None:
@@ -186,33 +183,13 @@ def _statuses(engine: sa.Engine) -> list[str]:
 
 def test_least_privilege_roles_from_the_docs_work(server_database_url: str) -> None:
     """The documented writer account can sync; the reader can read everything and write nothing."""
-    backend = backend_of(server_database_url)
-    database = sa.make_url(server_database_url).database
-    suffix = uuid.uuid4().hex[:8]
-    writer, reader = f"fs_writer_{suffix}", f"fs_reader_{suffix}"
-    script = (
-        (ROLES / ("postgresql.sql" if backend == "postgresql" else "mariadb.sql"))
-        .read_text()
-        .replace("flowsync_writer", writer)
-        .replace("flowsync_reader", reader)
-        .replace("flowsync.", f"{database}.")
-        .replace("DATABASE flowsync ", f"DATABASE {database} ")
-    )
-    owner = create_engine(server_database_url)
-    migrate.upgrade(owner)
-    statements = [s.strip() for s in _without_comments(script).split(";") if s.strip()]
-    try:
-        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            for statement in statements:
-                connection.execute(sa.text(statement))
-        as_writer = sa.make_url(server_database_url).set(username=writer, password=None)
-        as_reader = sa.make_url(server_database_url).set(username=reader, password=None)
+    with documented_roles(server_database_url) as accounts:
         with running_simulator(SimulatorConfig(flow_count=5)) as sim:
             sim.faults.persist(5, Fault.html())
             for _ in range(2):
-                result = flowsync("sync", env=flowsync_env(sim, as_writer.render_as_string(False), "1-5"))
+                result = flowsync("sync", env=flowsync_env(sim, accounts.urls["writer"], "1-5"))
                 assert result.returncode == 1, result.stderr  # flow 5 fails: an error row is written too
-        reader_engine = create_engine(as_reader.render_as_string(False))
+        reader_engine = accounts.engine("reader")
         try:
             with reader_engine.connect() as connection:
                 assert connection.scalar(sa.select(sa.func.count()).select_from(flows)) == 4
@@ -220,15 +197,3 @@ def test_least_privilege_roles_from_the_docs_work(server_database_url: str) -> N
                     connection.execute(flows.delete())
         finally:
             reader_engine.dispose()
-    finally:
-        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            if backend == "postgresql":
-                connection.exec_driver_sql(f"DROP OWNED BY {writer}, {reader}")
-                connection.exec_driver_sql(f"DROP ROLE {writer}, {reader}")
-            else:
-                connection.execute(sa.text(f"DROP USER '{writer}'@'%', '{reader}'@'%'"))
-        owner.dispose()
-
-
-def _without_comments(script: str) -> str:
-    return "\n".join(line.split("--")[0] for line in script.splitlines())

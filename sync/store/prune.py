@@ -36,6 +36,10 @@ from sync.store.schema import flow_changes, flow_history, sync_runs
 from sync.vocabulary import Event, RunStatus
 
 BATCH_SIZE = 5000
+NEEDED = "DELETE on flow_history and sync_runs: run it as the maintenance account (docs/roles)"
+# "Permission denied": PostgreSQL's SQLSTATE, and MariaDB's "command denied" for a table or a column.
+_DENIED_SQLSTATE = "42501"
+_DENIED_MYSQL_CODES = (1142, 1143)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +139,22 @@ def _delete_in_batches(
                     return deleted
                 result = connection.execute(table.delete().where(key.in_(keys), condition))
         except DBAPIError as exc:
-            raise StoreError(f"the database refused to prune {table.name} ({short_error(exc)})") from exc
+            hint = f"; prune needs {NEEDED}" if _denied(exc) else ""
+            raise StoreError(
+                f"the database refused to prune {table.name} ({short_error(exc)}){hint}"
+            ) from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot prune {table.name}: {short_error(exc)}") from exc
         deleted += result.rowcount
         after = keys[-1]
         if len(keys) < batch_size:
             return deleted
+
+
+def _denied(exc: DBAPIError) -> bool:
+    """Whether the database refused for lack of a privilege (not a lost connection or a trigger)."""
+    original = exc.orig
+    if getattr(original, "sqlstate", None) == _DENIED_SQLSTATE:
+        return True
+    args: tuple[object, ...] = getattr(original, "args", ())
+    return bool(args) and args[0] in _DENIED_MYSQL_CODES
