@@ -120,3 +120,13 @@ def test_prune_works_as_the_maintenance_account_and_fails_clearly_as_the_writer(
         assert list(connection.scalars(sa.select(sync_runs.c.id).order_by(sync_runs.c.id))) == [1, 3]
     status = flowsync("status", env=env)
     assert status.returncode == 0, status.stderr
+
+
+def test_a_column_a_later_migration_adds_can_still_be_filled(accounts: Accounts) -> None:
+    """The guard covers the recorded columns only: an upgrade can add a column and fill it for
+    every event, as a migration that chains the history does."""
+    with accounts.owner.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE flow_history ADD COLUMN later_note VARCHAR(16)")
+        filled = connection.exec_driver_sql("UPDATE flow_history SET later_note = 'filled'").rowcount
+        same = connection.execute(flow_history.update().values(event=flow_history.c.event)).rowcount
+    assert filled == same == len(history(accounts))

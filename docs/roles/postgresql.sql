@@ -47,7 +47,16 @@ BEGIN
         END IF;
         RETURN OLD;
     ELSIF TG_OP = 'UPDATE' THEN
-        RAISE EXCEPTION 'flow_history is append-only: event % (%) cannot be changed', OLD.id, OLD.event;
+        -- The columns are compared here rather than listed in `UPDATE OF`, which would keep a
+        -- migration from changing their types. JSON has no equality operator: compare its text.
+        IF (NEW.id, NEW.run_id, NEW.flow_id, NEW.occurred_at, NEW.event, NEW.changes::text,
+            NEW.snapshot::text, NEW.content_hash, NEW.error_kind, NEW.error_code, NEW.error_message)
+           IS DISTINCT FROM
+           (OLD.id, OLD.run_id, OLD.flow_id, OLD.occurred_at, OLD.event, OLD.changes::text,
+            OLD.snapshot::text, OLD.content_hash, OLD.error_kind, OLD.error_code, OLD.error_message) THEN
+            RAISE EXCEPTION 'flow_history is append-only: event % (%) cannot be changed', OLD.id, OLD.event;
+        END IF;
+        RETURN NEW;
     END IF;
     RAISE EXCEPTION 'flow_history is append-only: it cannot be truncated'
         USING HINT = 'Only error events can be deleted, with flowsync prune.';
@@ -56,9 +65,7 @@ $$;
 
 CREATE TRIGGER flow_history_no_delete BEFORE DELETE ON flow_history
     FOR EACH ROW EXECUTE FUNCTION flowsync_history_append_only();
-CREATE TRIGGER flow_history_no_update
-    BEFORE UPDATE OF id, run_id, flow_id, occurred_at, event, changes, snapshot, content_hash,
-        error_kind, error_code, error_message
-    ON flow_history FOR EACH ROW EXECUTE FUNCTION flowsync_history_append_only();
+CREATE TRIGGER flow_history_no_update BEFORE UPDATE ON flow_history
+    FOR EACH ROW EXECUTE FUNCTION flowsync_history_append_only();
 CREATE TRIGGER flow_history_no_truncate BEFORE TRUNCATE ON flow_history
     FOR EACH STATEMENT EXECUTE FUNCTION flowsync_history_append_only();
