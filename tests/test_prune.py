@@ -39,8 +39,8 @@ from tests.process import flowsync, flowsync_env
 from tests.replay import replayed, stored
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
-START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # noon of day 0; the cut-off is midnight of day 5
-CUTOFF = datetime(2026, 6, 6, tzinfo=UTC)
+START = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # noon of day 0; the cut-off is midnight of day 6
+CUTOFF = datetime(2026, 6, 7, tzinfo=UTC)
 
 
 def node(waiting_time: int, status: int = 1) -> dict[str, Any]:
@@ -76,9 +76,9 @@ def scripted() -> Iterator[SimulatorHandle]:
 
 
 def play(sim: SimulatorHandle, settings: Settings, engine: Engine) -> None:
-    """Eight runs, one a day. Run 1 creates the flows; 2 changes nothing; from 3 on flow 4 fails at
-    every fetch; 4 is refused for the account; 5 changes flow 2; 6 is the first after the cut-off;
-    7 deletes flow 3; 8 restores it."""
+    """Nine runs, one a day. Run 1 creates the flows; 2 changes nothing; in 3 flow 1 fails once;
+    from 4 on flow 4 fails at every fetch; 5 is refused for the account; 6 changes flow 2; 7 is
+    the first after the cut-off; 8 deletes flow 3; 9 restores it."""
     clock = Clock()
 
     def run(day: int) -> None:
@@ -89,18 +89,21 @@ def play(sim: SimulatorHandle, settings: Settings, engine: Engine) -> None:
 
     run(0)
     run(1)
-    sim.faults.persist(4, Fault.html())
+    sim.faults.persist(1, Fault.html())
     run(2)
-    sim.faults.set_account(Fault.api("-1"))
+    sim.faults.persist(1, None)
+    sim.faults.persist(4, Fault.html())
     run(3)
+    sim.faults.set_account(Fault.api("-1"))
+    run(4)
     sim.faults.set_account(None)
     sim.catalog.put({**FLOWS[1], "name": "Signup OTP v2"})
-    run(4)
     run(5)
-    sim.faults.persist(3, Fault(FaultKind.NULL_DATA))
     run(6)
-    sim.faults.persist(3, None)
+    sim.faults.persist(3, Fault(FaultKind.NULL_DATA))
     run(7)
+    sim.faults.persist(3, None)
+    run(8)
 
 
 def table(engine: Engine, source: sa.Table, *order: str) -> list[dict[str, Any]]:
@@ -129,19 +132,21 @@ EVENTS_PLAYED = [
     (1, 2, "created"),
     (1, 3, "created"),
     (1, 4, "created"),
-    (3, 4, "error"),
-    (4, None, "error"),
-    (5, 2, "changed"),
-    (5, 4, "error"),
+    (3, 1, "error"),
+    (4, 4, "error"),
+    (5, None, "error"),
+    (6, 2, "changed"),
     (6, 4, "error"),
-    (7, 3, "deleted"),
     (7, 4, "error"),
-    (8, 3, "restored"),
+    (8, 3, "deleted"),
     (8, 4, "error"),
+    (9, 3, "restored"),
+    (9, 4, "error"),
 ]
-# Errors before the cut-off go (runs 3, 4 and 5); run 5 stays for its change, runs 2-4 with nothing left.
-EVENTS_KEPT = [e for e in EVENTS_PLAYED if not (e[2] == "error" and e[0] <= 5)]
-RUNS_KEPT = [1, 5, 6, 7, 8]
+# The errors before the cut-off go, but for the first of flow 4's current streak (run 4); runs 2, 3
+# and 5 are left with nothing; run 6 keeps its change.
+EVENTS_KEPT = [e for e in EVENTS_PLAYED if e not in ((3, 1, "error"), (5, None, "error"), (6, 4, "error"))]
+RUNS_KEPT = [1, 4, 6, 7, 8, 9]
 
 
 @pytest.mark.parametrize("batch_size", [5000, 1])
@@ -190,10 +195,14 @@ def test_the_analyst_layer_still_replays_and_streaks_keep_their_whole_length(
     assert (actual.versions, actual.changes) == (before.versions, before.changes)
     failing_since, failures, kind, code = actual.streaks[4]
     assert failing_since is not None
-    assert (failing_since.date(), failures) == ((START + timedelta(days=2)).date(), 5)
-    assert (kind, code) == before.streaks[4][2:]
+    assert (failing_since.date(), failures) == ((START + timedelta(days=3)).date(), 5)
     assert actual.streaks == before.streaks
-    assert expected.streaks[4][1] == 3, "three of the five failures are still in flow_history"
+    # The streak's first and last events stay: what flow_history says of it is still true, but for
+    # the count of failures, which is the whole streak's.
+    assert {k: v for k, v in expected.streaks.items() if k != 4} == {
+        k: v for k, v in actual.streaks.items() if k != 4
+    }
+    assert expected.streaks[4] == (failing_since, 4, kind, code), "four of the five failures are left"
 
 
 def test_the_latest_run_the_latest_success_and_a_running_run_are_kept(engine: Engine) -> None:
@@ -228,6 +237,60 @@ def test_the_latest_run_the_latest_success_and_a_running_run_are_kept(engine: En
     assert [row["run_id"] for row in table(engine, flow_history, "id")] == [2, 3, 4]
 
 
+def test_a_streak_keeps_its_first_and_last_error_events(engine: Engine) -> None:
+    """A flow still failing keeps the events that say since when and with what, however old; the
+    failures between them go, and the streak columns of `flows` stay as they were."""
+    day = timedelta(days=1)
+    with engine.begin() as connection:
+        connection.execute(
+            flows.insert().values(
+                flow_id=9,
+                name="gone quiet",
+                node_count=0,
+                content_hash="0" * 64,
+                first_seen_at=START,
+                last_changed_at=START,
+                last_fetched_at=START,
+                sync_state="error",
+                failing_since=START + day,
+                consecutive_failures=4,
+                last_error_kind="api",
+                last_error_code="-22",
+            )
+        )
+        for run_id in range(1, 7):  # runs 1-4 failed flow 9, 5 and 6 no longer fetched it
+            moment = START + run_id * day
+            connection.execute(
+                sync_runs.insert().values(
+                    id=run_id,
+                    started_at=moment,
+                    finished_at=moment,
+                    triggered_by="schedule",
+                    status="partial",
+                )
+            )
+            if run_id <= 4:
+                connection.execute(
+                    flow_history.insert().values(
+                        run_id=run_id,
+                        flow_id=9,
+                        occurred_at=moment,
+                        event="error",
+                        error_kind="api",
+                        error_code="-21" if run_id < 4 else "-22",
+                    )
+                )
+    streak = table(engine, flows, "flow_id")
+    assert prune(engine, START + 30 * day, dry_run=True) == PruneCounts(flow_history=2, sync_runs=3)
+    assert prune(engine, START + 30 * day) == PruneCounts(flow_history=2, sync_runs=3)
+    assert [(row["run_id"], row["error_code"]) for row in table(engine, flow_history, "id")] == [
+        (1, "-21"),
+        (4, "-22"),
+    ]
+    assert [run["id"] for run in table(engine, sync_runs, "id")] == [1, 4, 6]
+    assert table(engine, flows, "flow_id") == streak
+
+
 def test_prune_waits_for_the_run_lock_and_a_dry_run_does_not(engine: Engine) -> None:
     """A prune never runs beside a sync: it gives up when the lock stays held; a dry run only reads."""
     with run_lock(engine):
@@ -244,19 +307,19 @@ def test_the_command_prints_what_it_deletes_and_status_and_history_still_work(
     commands read the pruned database as usual."""
     play(scripted, settings_for(scripted, database_url, "1-4"), engine)
     env = flowsync_env(None, database_url, None)
-    dry = flowsync("prune", "--before", "2026-06-06", "--dry-run", env=env)
+    dry = flowsync("prune", "--before", "2026-06-07", "--dry-run", env=env)
     assert dry.returncode == 0, dry.stderr
     assert dry.stdout.splitlines() == [
-        "flow_history: would delete 3 error events older than 2026-06-06 00:00:00 UTC",
-        "sync_runs: would delete 3 runs older than 2026-06-06 00:00:00 UTC that no kept event refers to",
+        "flow_history: would delete 3 error events older than 2026-06-07 00:00:00 UTC",
+        "sync_runs: would delete 3 runs older than 2026-06-07 00:00:00 UTC that no kept event refers to",
     ]
     assert events(engine) == EVENTS_PLAYED
     dry_history = flowsync("history", "--limit", "0", env=env).stdout
-    done = flowsync("prune", "--before", "2026-06-06T02:00:00+02:00", env=env)
+    done = flowsync("prune", "--before", "2026-06-07T02:00:00+02:00", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "flow_history: deleted 3 error events older than 2026-06-06 00:00:00 UTC",
-        "sync_runs: deleted 3 runs older than 2026-06-06 00:00:00 UTC that no kept event refers to",
+        "flow_history: deleted 3 error events older than 2026-06-07 00:00:00 UTC",
+        "sync_runs: deleted 3 runs older than 2026-06-07 00:00:00 UTC that no kept event refers to",
     ]
     assert events(engine) == EVENTS_KEPT
     status = flowsync("status", env=env)
