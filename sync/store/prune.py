@@ -71,8 +71,12 @@ def prune(
                 sync_runs=_count(connection, sync_runs, runs),
             )
     return PruneCounts(
-        flow_history=_delete_in_batches(engine, flow_history, errors, batch_size, keep.events),
-        sync_runs=_delete_in_batches(engine, sync_runs, runs, batch_size),
+        flow_history=_delete_in_batches(
+            engine, flow_history, errors, errors, batch_size=batch_size, spared=keep.events
+        ),
+        sync_runs=_delete_in_batches(
+            engine, sync_runs, runs, _finished_before(before), batch_size=batch_size
+        ),
     )
 
 
@@ -148,9 +152,7 @@ def _unreferenced_runs(before: datetime, keep: _Keep) -> sa.ColumnElement[bool]:
     """
     staying = sa.or_(flow_history.c.event != Event.ERROR, flow_history.c.occurred_at >= before)
     condition = sa.and_(
-        sync_runs.c.finished_at.is_not(None),
-        sync_runs.c.finished_at < before,
-        sync_runs.c.status != RunStatus.RUNNING,
+        _finished_before(before),
         ~sa.exists().where(flow_history.c.run_id == sync_runs.c.id, staying),
         ~sa.exists().where(flow_changes.c.run_id == sync_runs.c.id),
     )
@@ -158,6 +160,14 @@ def _unreferenced_runs(before: datetime, keep: _Keep) -> sa.ColumnElement[bool]:
     if kept:
         condition = sa.and_(condition, sync_runs.c.id.not_in(sorted(kept)))
     return condition
+
+
+def _finished_before(before: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        sync_runs.c.finished_at.is_not(None),
+        sync_runs.c.finished_at < before,
+        sync_runs.c.status != RunStatus.RUNNING,
+    )
 
 
 def _count_kept(connection: Connection, errors: sa.ColumnElement[bool], keep: _Keep) -> int:
@@ -180,14 +190,18 @@ def _delete_in_batches(
     engine: Engine,
     table: sa.Table,
     condition: sa.ColumnElement[bool],
+    recheck: sa.ColumnElement[bool],
+    *,
     batch_size: int,
     spared: frozenset[int] = frozenset(),
 ) -> int:
     """Delete the rows matching `condition` (but not the keys in `spared`), a batch per transaction.
 
     The keys are read first and deleted by value: MariaDB refuses a `DELETE` whose subquery reads
-    the table it deletes from. The condition is repeated in the `DELETE`, so a row is deleted only
-    if it still qualifies when its batch commits.
+    the table it deletes from, and runs a correlated subquery once per row. The `DELETE` repeats
+    `recheck`, the cheap part of the condition, so that it never deletes a configuration event
+    or a recent run whatever the keys say; the run lock keeps the rest true meanwhile, and a
+    foreign key keeps a run that an event refers to.
     """
     key = table.c.id
     deleted, after = 0, None
@@ -200,7 +214,7 @@ def _delete_in_batches(
                 found = list(connection.scalars(query))
                 doomed = [k for k in found if k not in spared]
                 if doomed:
-                    deleted += connection.execute(table.delete().where(key.in_(doomed), condition)).rowcount
+                    deleted += connection.execute(table.delete().where(key.in_(doomed), recheck)).rowcount
         except DBAPIError as exc:
             hint = f"; prune needs {NEEDED}" if _denied(exc) else ""
             raise StoreError(
