@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from sync.app import jobs
 from sync.app.settings import Settings
-from sync.core.moments import parse_moment
+from sync.core.instants import parse_instant
 from sync.errors import LockHeld
 from sync.simulator import Fault, FaultKind, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.store.prune import PruneCounts, prune
@@ -346,7 +346,7 @@ def test_the_command_prints_what_it_deletes_and_status_and_history_still_work(
     ],
 )
 def test_a_moment_is_a_day_or_iso_8601_and_utc_without_an_offset(text: str, expected: datetime) -> None:
-    moment = parse_moment(text)
+    moment = parse_instant(text)
     assert moment == expected
     assert moment.tzinfo is UTC
 
@@ -356,7 +356,7 @@ def test_a_moment_is_a_day_or_iso_8601_and_utc_without_an_offset(text: str, expe
 )
 def test_anything_else_is_refused_saying_what_was_expected(text: str) -> None:
     with pytest.raises(ValueError, match="expected YYYY-MM-DD or an ISO 8601 timestamp"):
-        parse_moment(text)
+        parse_instant(text)
 
 
 def test_a_bad_date_is_a_usage_error_before_anything_is_opened(tmp_path: Any) -> None:

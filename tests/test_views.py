@@ -246,7 +246,7 @@ def test_show_csv_has_a_header_and_one_row_per_node(scripted: Scripted) -> None:
         (["show", "99"], 1, "no flow 99 in this database"),
         (["show", "5"], 1, "no flow 5 in this database"),
         (["show", "1", "--as-of", "2000-01-01"], 1, "flow 1 did not exist yet at 2000-01-01 00:00:00 UTC"),
-        (["show", "1", "--as-of", "yesterday"], 2, "is not an ISO 8601 date or time"),
+        (["show", "1", "--as-of", "yesterday"], 2, "expected YYYY-MM-DD or an ISO 8601 timestamp"),
         (["show", "0"], 2, "FLOW_ID"),
         (["history", "--run-id", "999"], 1, "no run 999 in this database"),
         (["history", "--flow-id", "99"], 1, "no flow 99 in this database"),

@@ -29,7 +29,7 @@ from sync.app.settings import SETTINGS, Settings, load_settings
 from sync.cli.logs import configure_logging
 from sync.cli.options import FlowsyncGroup
 from sync.cli.progress_bar import progress_for
-from sync.core.moments import parse_moment
+from sync.core.instants import parse_instant
 from sync.core.safe_text import escape_unsafe
 from sync.core.selection import MAX_FLOW_ID, MIN_FLOW_ID
 from sync.errors import ConfigError, FlowsyncError, LockHeld, SchemaError, StoreError
@@ -294,8 +294,6 @@ def _format_option() -> Callable[[Callable[..., None]], Callable[..., None]]:
 
 
 def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    from sync.core.instants import parse_instant
-
     if value is None:
         return None
     try:
@@ -457,7 +455,7 @@ class _Moment(click.ParamType[datetime]):
         if isinstance(value, datetime):
             return value
         try:
-            return parse_moment(str(value))
+            return parse_instant(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 

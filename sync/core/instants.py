@@ -1,4 +1,4 @@
-"""Instants typed by an operator (`--as-of`): ISO 8601, UTC when no offset is given.
+"""Instants an operator types (`show --as-of`, `prune --before`): a day or ISO 8601, read as UTC.
 
 A date alone (`2026-11-24`) means the start of that UTC day. Pure, so the accepted forms
 are a table in the tests.
@@ -6,20 +6,26 @@ are a table in the tests.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_EXPECTED = "expected YYYY-MM-DD or an ISO 8601 timestamp (UTC unless an offset such as +02:00 is given)"
 
 
 def parse_instant(text: str) -> datetime:
     """An aware UTC datetime from `2026-11-24`, `2026-11-24 12:00`, `2026-11-24T12:00:00+02:00`, `...Z`.
 
-    `ValueError` says what is expected when the text is not one of those forms.
+    `ValueError` says what is expected. A bare day must be exactly `YYYY-MM-DD`, so that
+    `2026-1-5` or `20260105` is refused rather than read some other way.
     """
-    cleaned = text.strip()
+    value = text.strip()
+    if not value:
+        raise ValueError(f"{_EXPECTED}, got nothing")
+    if "T" not in value.upper() and " " not in value and not _DAY.fullmatch(value):
+        raise ValueError(f"{_EXPECTED}, got {value!r}")
     try:
-        moment = datetime.fromisoformat(cleaned)
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        raise ValueError(
-            f"{text!r} is not an ISO 8601 date or time (for example 2026-11-24 or "
-            "2026-11-24T12:00:00, UTC unless an offset such as +02:00 is given)"
-        ) from None
+        raise ValueError(f"{_EXPECTED}, got {value!r}") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
