@@ -103,6 +103,18 @@ SOURCES = [
         "20", 20,
         7, 7,
     ),
+    Source(
+        "max_details_bytes", "max_details_bytes", "FLOWSYNC_MAX_DETAILS_BYTES", "--max-details-bytes", 8 * 2**20,
+        "65536", 65536,
+        "1048576", 1048576,
+        2**30, 2**30,
+    ),
+    Source(
+        "max_listing_bytes", "max_listing_bytes", "FLOWSYNC_MAX_LISTING_BYTES", "--max-listing-bytes", 64 * 2**20,
+        "131072", 131072,
+        "4294967296", 2**32,
+        300_000_000, 300_000_000,
+    ),
 ]  # fmt: skip
 BY_KEY = {source.key: source for source in SOURCES}
 WITH_FLAG = [source for source in SOURCES if source.flag_name]
@@ -246,6 +258,9 @@ BAD_VALUES = [
     ("timeout", "env", "-1", "greater than 0"),
     ("retries", "file", 21, "less than or equal to 20"),
     ("retries", "flag", "-1", "greater than or equal to 0"),
+    ("max_details_bytes", "env", "1024", "greater than or equal to 65536"),
+    ("max_details_bytes", "flag", "8MiB", "valid integer"),
+    ("max_listing_bytes", "file", 2**33, "less than or equal to 4294967296"),
     ("cron", "env", "* * * *", "5 fields"),
     ("cron", "flag", "61 * * * *", "61"),
     ("cron", "file", "0 0 1 * 1", "day-of-week"),

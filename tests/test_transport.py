@@ -1,7 +1,8 @@
 """The aiohttp-backed httpx transport, over real loopback servers.
 
-What flowsync relies on: certificates are verified, compressed bodies are decoded
-by httpx as over its own transport, nothing is kept between requests (cookies),
+What flowsync relies on: certificates are verified, bodies arrive as streams, still
+compressed, that httpx decodes as over its own transport, a body left unread closes
+its connection rather than poisoning the pool, nothing is kept between requests (cookies),
 redirects are handed back rather than followed, and aiohttp's failures surface
 as httpx's transport errors with the original as their cause.
 """
@@ -41,7 +42,10 @@ async def serving(app: web.Application, ssl_context: ssl.SSLContext | None = Non
 
 
 async def get(transport: AiohttpTransport, url: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return await transport.handle_async_request(httpx.Request("GET", url, headers=headers))
+    """One request, its body read to the end."""
+    answer = await transport.handle_async_request(httpx.Request("GET", url, headers=headers))
+    await answer.aread()
+    return answer
 
 
 def self_signed(folder: Path) -> ssl.SSLContext:
@@ -88,7 +92,10 @@ Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def exchange(handler: Handler, *requests: httpx.Request, host: str = "127.0.0.1") -> list[httpx.Response]:
-    """Send `requests` (paths only) in order through one transport to a server answering with `handler`."""
+    """Send `requests` (paths only) in order through one transport to a server answering with `handler`.
+
+    Each answer's body is read (and decoded by httpx) before the next request.
+    """
 
     async def scenario() -> list[httpx.Response]:
         app = web.Application()
@@ -96,23 +103,23 @@ def exchange(handler: Handler, *requests: httpx.Request, host: str = "127.0.0.1"
         async with serving(app) as served_at:
             base_url = httpx.URL(served_at.replace("127.0.0.1", host))
             transport = AiohttpTransport(max_connections=2)
+            answers = []
             try:
-                return [
-                    await transport.handle_async_request(
-                        httpx.Request(
-                            r.method, base_url.join(r.url.path), headers=r.headers, content=r.content
-                        )
+                for r in requests:
+                    answer = await transport.handle_async_request(
+                        httpx.Request(r.method, base_url.join(r.url.path), headers=r.headers, content=r.content)
                     )
-                    for r in requests
-                ]
+                    await answer.aread()
+                    answers.append(answer)
+                return answers
             finally:
                 await transport.aclose()
 
     return asyncio.run(scenario())
 
 
-def test_answer_is_read_whole_and_decoded_by_httpx() -> None:
-    """A gzip body arrives decoded, with the server's status, reason and headers."""
+def test_answer_is_streamed_and_decoded_by_httpx() -> None:
+    """A gzip body read through httpx arrives decoded, with the server's status, reason and headers."""
     body = b'{"status":"0","data":[' + b",".join([b"1"] * 5000) + b"]}"
 
     async def handler(_: web.Request) -> web.Response:

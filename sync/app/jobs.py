@@ -176,6 +176,8 @@ def _locked_run(
                 timeout_s=settings.timeout_s,
                 retries=settings.retries,
                 max_connections=settings.concurrency,
+                max_details_bytes=settings.max_details_bytes,
+                max_listing_bytes=settings.max_listing_bytes,
                 transport=transport,
                 backoff=backoff,
             ) as client:

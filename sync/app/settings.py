@@ -42,6 +42,7 @@ from sqlalchemy.exc import ArgumentError
 from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
 from sync.store.database import safe_url
+from sync.vendor.payload import DETAILS_CAP_BYTES, LISTING_CAP_BYTES
 
 DEFAULT_CONFIG_FILE = Path("flowsync.toml")
 ENV_PREFIX = "FLOWSYNC_"
@@ -118,6 +119,21 @@ class Settings(BaseModel):
     retries: Annotated[Count, Setting("extra attempts for a transient failure of one request")] = Field(
         default=3, ge=0, le=20
     )
+    # What a hostile or broken server can make flowsync read: an answer is refused as soon as it
+    # passes its cap, on the wire or decompressed (sync/vendor/body.py). Derived in payload.py.
+    max_details_bytes: Annotated[
+        Count,
+        Setting(
+            "most bytes one /flow/details answer may decode to; a larger one is a payload error",
+            metavar="BYTES",
+        ),
+    ] = Field(default=DETAILS_CAP_BYTES, ge=2**16, le=2**30)
+    max_listing_bytes: Annotated[
+        Count,
+        Setting(
+            "most bytes the /flow/list answer may decode to; a larger one fails the run", metavar="BYTES"
+        ),
+    ] = Field(default=LISTING_CAP_BYTES, ge=2**16, le=2**32)
     # Operations: how the sync can be watched.
     log_format: Annotated[Literal["text", "json"], Setting("text lines, or one JSON object a line")] = "text"
     metrics_file: Annotated[

@@ -113,7 +113,17 @@ pass_context = click.make_pass_decorator(Context)
 
 LOGGING = ("log_format",)
 DATABASE = ("database_url", *LOGGING)
-API = ("base_url", "api_key", "api_secret", "flow_ids", "concurrency", "timeout", "retries")
+API = (
+    "base_url",
+    "api_key",
+    "api_secret",
+    "flow_ids",
+    "concurrency",
+    "timeout",
+    "retries",
+    "max_details_bytes",
+    "max_listing_bytes",
+)
 SCHEDULE = ("interval", "cron")
 WATCHED = ("metrics_file", "notify_url")  # what a run reports to, besides its own tables
 SERVED = ("metrics_port", "metrics_host")  # what only the long-running worker serves

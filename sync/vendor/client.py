@@ -17,11 +17,12 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Self
+from typing import Self, cast
 
 import httpx
 from pydantic import SecretStr
@@ -37,7 +38,17 @@ from sync.errors import (
     PayloadError,
     TransientError,
 )
-from sync.vendor.payload import ApiFlow, Envelope, ListedItems, parse_envelope, parse_flow, parse_listing
+from sync.vendor.body import BodyCap, BodyReader, BodyRefused, BodyTooLarge, size_text
+from sync.vendor.payload import (
+    DETAILS_CAP_BYTES,
+    LISTING_CAP_BYTES,
+    ApiFlow,
+    Envelope,
+    ListedItems,
+    parse_envelope,
+    parse_flow,
+    parse_listing,
+)
 from sync.vendor.signing import signed_headers
 from sync.vendor.transport import AiohttpTransport
 from sync.vocabulary import ErrorKind
@@ -58,6 +69,9 @@ MAX_REASON_CHARS = 200  # of a server's own words quoted in an error, so that it
 # A server clock further off than this is a broken clock or a broken header, not a time zone slip:
 # signing with it would only trade one refusal for another, so the client refuses it instead.
 MAX_CLOCK_OFFSET_S = 24 * 3600.0
+# The settings that raise each cap, named in the error when an answer passes it.
+DETAILS_CAP_SETTING = "FLOWSYNC_MAX_DETAILS_BYTES"
+LISTING_CAP_SETTING = "FLOWSYNC_MAX_LISTING_BYTES"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +192,8 @@ class FlowApiClient:
         timeout_s: float = 10.0,
         retries: int = 3,
         max_connections: int = 8,
+        max_details_bytes: int = DETAILS_CAP_BYTES,
+        max_listing_bytes: int = LISTING_CAP_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.time,
@@ -187,6 +203,8 @@ class FlowApiClient:
         self._api_secret = api_secret
         self._timeout_s = timeout_s
         self._retries = retries
+        self._details_cap = BodyCap(max_details_bytes, DETAILS_CAP_SETTING)
+        self._listing_cap = BodyCap(max_listing_bytes, LISTING_CAP_SETTING)
         self._backoff = backoff or Backoff()
         self._exponential = wait_exponential_jitter(
             multiplier=self._backoff.initial_s, max=self._backoff.max_s, jitter=self._backoff.initial_s
@@ -319,32 +337,43 @@ class FlowApiClient:
             raise RuntimeError("the API client is closed")
         signature = self._sign(int(self._clock() + self.clock_offset_s))
         scrub = signature.scrub
+        cap = self._listing_cap if endpoint == LIST_ENDPOINT else self._details_cap
+        reader: BodyReader | None = None
+        body = b""
         self.requests_sent += 1
         started = time.perf_counter()
         status: int | None = None
         failure: str | None = "cancelled"
         try:
+            # One deadline for the whole exchange: connecting, the headers, and reading and
+            # decoding the body, however slowly it comes or however long it would go on.
             async with asyncio.timeout(self._timeout_s):
                 request = httpx.Request("GET", self._base_url + endpoint, headers=signature.headers)
                 response = await self._transport.handle_async_request(request)
                 status = response.status_code
                 try:
-                    await response.aread()
+                    if response.status_code == 200:  # other answers are judged by their status alone
+                        reader = _body_reader(response, cap)
+                        async with aclosing(_raw_chunks(response)) as chunks:
+                            body = await reader.read(chunks)
                 finally:
                     await response.aclose()
             failure = None
         except (httpx.TransportError, TimeoutError) as exc:
             failure = type(exc).__name__
             raise TransientError(
-                _network_problem(exc, self._timeout_s, scrub),
+                _network_problem(exc, self._timeout_s, scrub, reader),
                 endpoint=endpoint,
                 flow_id=flow_id,
                 kind=ErrorKind.NETWORK,
             ) from exc
-        except httpx.DecodingError as exc:
+        except BodyTooLarge as exc:
+            failure = "body past its cap"
+            raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
+        except BodyRefused as exc:
             failure = "undecodable body"
             raise PayloadError(
-                "body does not match its Content-Encoding", endpoint=endpoint, flow_id=flow_id
+                f"body does not match its Content-Encoding ({exc})", endpoint=endpoint, flow_id=flow_id
             ) from exc
         finally:
             if log.isEnabledFor(logging.DEBUG):
@@ -368,9 +397,9 @@ class FlowApiClient:
             )
         try:
             if endpoint == LIST_ENDPOINT:
-                envelope, items = parse_listing(response.content)
+                envelope, items = parse_listing(body)
                 return _Answer(response, envelope, scrub, items)
-            return _Answer(response, parse_envelope(response.content), scrub)
+            return _Answer(response, parse_envelope(body), scrub)
         except ValueError as exc:
             # The body's shape is described, not quoted, but a key named in it could echo the Sign.
             raise PayloadError(scrub(str(exc)), endpoint=endpoint, flow_id=flow_id) from exc
@@ -487,9 +516,34 @@ def _shown_id(flow_id: int | None) -> str:
     return "beyond 24 digits"
 
 
-def _network_problem(exc: BaseException, timeout_s: float, scrub: _Scrubber) -> str:
+def _body_reader(response: httpx.Response, cap: BodyCap) -> BodyReader:
+    """A reader for this answer's body that refuses at once a Content-Length beyond the cap."""
+    # An answer built whole in memory (httpx.MockTransport given `content=`) was decoded by httpx.
+    codings = () if response.is_stream_consumed else response.headers.get_list("Content-Encoding", True)
+    reader = BodyReader(codings, cap)
+    reader.check_length(response.headers.get("Content-Length"))
+    return reader
+
+
+async def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes]:
+    """The body as it came off the wire, still encoded."""
+    if response.is_stream_consumed:
+        yield response.content
+        return
+    # httpx declares an AsyncIterator, but `aiter_raw` is a generator: closed here, not when collected.
+    async with aclosing(cast(AsyncGenerator[bytes], response.aiter_raw())) as chunks:
+        async for chunk in chunks:
+            yield chunk
+
+
+def _network_problem(
+    exc: BaseException, timeout_s: float, scrub: _Scrubber, reader: BodyReader | None
+) -> str:
     """What went wrong on the wire, in the transport's words (which may quote what the server sent)."""
     if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        if reader is not None:  # the headers came, the body did not end in time
+            received = size_text(reader.received)
+            return f"the answer did not end within {timeout_s:g} s ({received} received)"
         return f"no answer within {timeout_s:g} s ({type(exc).__name__})"
     detail = scrub(" ".join(str(exc).split()), limit=MAX_REASON_CHARS)
     return f"connection failed ({detail or type(exc).__name__})"

@@ -32,6 +32,17 @@ _NUMERIC = re.compile(r"[+-]?[0-9]{1,19}")  # ASCII digits only: int() would als
 MAX_STATUS_CHARS = 32  # flow_history.error_code
 MAX_KEY_CHARS = 40  # a duplicate JSON key longer than this is described, not quoted
 
+# The most one answer may decode to (FLOWSYNC_MAX_DETAILS_BYTES, FLOWSYNC_MAX_LISTING_BYTES).
+# The largest details answer the checks below accept is about 5 MiB: MAX_NODES nodes with every
+# integer a 20-digit string and every character of the name and channel a \uXXXX\uXXXX escape,
+# indented (tests/test_body.py builds it). 8 MiB leaves room for unknown fields and whitespace.
+DETAILS_CAP_BYTES = 8 * 2**20
+# A listing has no documented size: a flow of a few nodes takes about 200 bytes (the API's names
+# are 4-32 characters, waits 30-120 s), so 64 MiB holds some 300,000 of them, three times the
+# largest account measured (100,000 flows, 20 MB). Reading a listing takes about three times
+# its size in memory while it is held as text and scanned.
+LISTING_CAP_BYTES = 64 * 2**20
+
 
 def _api_int(value: object) -> int:
     """An integer as the API may send it: a JSON number or a numeric string, within 64 bits."""
