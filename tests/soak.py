@@ -68,8 +68,14 @@ FAULTS = [
     Fault(FaultKind.CLOSE_MID_BODY),
     Fault.delay(0.05),
     Fault.hang(),
+    # What no answer may make flowsync read: each is past the caps below, so it is always refused.
+    Fault.bomb(16 * 2**20),  # `gzip, gzip`: 16 MiB of spaces in a few hundred bytes
+    Fault.oversize(2 * 2**20),  # a valid answer padded to 2 MiB, its length announced
+    Fault.endless(),  # spaces after the answer, without end
 ]
 CLIENT_TIMEOUT_S = 1.0
+MAX_DETAILS_BYTES = 2**16  # the smallest cap allowed, some 30 times the largest simulated flow
+MAX_LISTING_BYTES = 2**20  # some 20 times the soak's largest listing
 
 
 @dataclass
@@ -147,6 +153,8 @@ def _settings(sim: SimulatorHandle, database_url: str, *, all_flows: bool) -> Se
         concurrency=8,
         timeout_s=CLIENT_TIMEOUT_S,
         retries=2,
+        max_details_bytes=MAX_DETAILS_BYTES,
+        max_listing_bytes=MAX_LISTING_BYTES,
     )
 
 

@@ -104,13 +104,15 @@ SOURCES = [
         7, 7,
     ),
     Source(
-        "max_details_bytes", "max_details_bytes", "FLOWSYNC_MAX_DETAILS_BYTES", "--max-details-bytes", 8 * 2**20,
+        "max_details_bytes", "max_details_bytes", "FLOWSYNC_MAX_DETAILS_BYTES", "--max-details-bytes",
+        8 * 2**20,
         "65536", 65536,
         "1048576", 1048576,
         2**30, 2**30,
     ),
     Source(
-        "max_listing_bytes", "max_listing_bytes", "FLOWSYNC_MAX_LISTING_BYTES", "--max-listing-bytes", 64 * 2**20,
+        "max_listing_bytes", "max_listing_bytes", "FLOWSYNC_MAX_LISTING_BYTES", "--max-listing-bytes",
+        64 * 2**20,
         "131072", 131072,
         "4294967296", 2**32,
         300_000_000, 300_000_000,

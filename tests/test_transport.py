@@ -107,7 +107,9 @@ def exchange(handler: Handler, *requests: httpx.Request, host: str = "127.0.0.1"
             try:
                 for r in requests:
                     answer = await transport.handle_async_request(
-                        httpx.Request(r.method, base_url.join(r.url.path), headers=r.headers, content=r.content)
+                        httpx.Request(
+                            r.method, base_url.join(r.url.path), headers=r.headers, content=r.content
+                        )
                     )
                     await answer.aread()
                     answers.append(answer)

@@ -42,6 +42,9 @@ class FaultKind(StrEnum):
     RESET = "reset"  # the connection is aborted before any response byte
     CLOSE_MID_BODY = "close_mid_body"  # headers and half the body, then the connection is aborted
     HANG = "hang"  # no answer for `delay_s` (or until the server stops), then the connection is aborted
+    BOMB = "bomb"  # a few kilobytes of `gzip, gzip` (`layers` deep) that inflate to `size_bytes` of spaces
+    OVERSIZE = "oversize"  # the right answer padded with spaces to `size_bytes`, Content-Length announced
+    ENDLESS = "endless"  # the right answer's start, then spaces that never end (`delay_s` between chunks)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ class Fault:
     http_status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
+    size_bytes: int = 0
+    layers: int = 2
 
     @classmethod
     def api(cls, code: str) -> Fault:
@@ -84,6 +89,25 @@ class Fault:
     def hang(cls, delay_s: float = 3600.0) -> Fault:
         """Hold the request open far longer than any client timeout (the server's shutdown ends it)."""
         return cls(FaultKind.HANG, delay_s=delay_s)
+
+    @classmethod
+    def bomb(cls, size_bytes: int = 2**30, layers: int = 2) -> Fault:
+        """A decompression bomb: `layers` of gzip (so `Content-Encoding: gzip, gzip`) over `size_bytes`."""
+        if size_bytes < 0 or not 1 <= layers <= 8:
+            raise ValueError("size_bytes must be >= 0 and layers within 1..8")
+        return cls(FaultKind.BOMB, size_bytes=size_bytes, layers=layers)
+
+    @classmethod
+    def oversize(cls, size_bytes: int = 500 * 2**20) -> Fault:
+        """A valid answer of `size_bytes` (spaces after the JSON), sent whole unless the client leaves."""
+        if size_bytes < 0:
+            raise ValueError("size_bytes must be >= 0")
+        return cls(FaultKind.OVERSIZE, size_bytes=size_bytes)
+
+    @classmethod
+    def endless(cls, pause_s: float = 0.0) -> Fault:
+        """A body that never ends, `pause_s` between its chunks: it stops when the client leaves."""
+        return cls(FaultKind.ENDLESS, delay_s=pause_s)
 
 
 class FaultPlan:

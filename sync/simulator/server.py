@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import json
 import re
+import struct
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -133,6 +136,32 @@ def _encode(envelope: Envelope) -> bytes:
 
 
 _SUCCESS_HEAD = _encode(_envelope("0", None)).removesuffix(b"null}")  # b'{"status":"0",...,"data":'
+
+
+_SPACES = b" " * 65536
+
+
+@functools.lru_cache(maxsize=4)
+def bomb(size_bytes: int, layers: int) -> bytes:
+    """`size_bytes` of spaces gzipped `layers` times, made once per size and without holding them.
+
+    The first layer is one gzip member whose deflate data is the same block, each compressing
+    1 MiB of spaces from a reset dictionary, repeated: 1 GiB takes a second to make, mostly its CRC.
+    """
+    piece = b" " * 2**20
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = packer.compress(piece) + packer.flush(zlib.Z_FULL_FLUSH)  # later blocks are byte-identical
+    count, rest = divmod(size_bytes, len(piece))
+    crc = 0
+    for _ in range(count):
+        crc = zlib.crc32(piece, crc)
+    crc = zlib.crc32(piece[:rest], crc)
+    tail = packer.compress(piece[:rest]) + packer.flush()
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name, no time, best, unknown OS
+    body = header + block * count + tail + struct.pack("<II", crc, size_bytes & 0xFFFFFFFF)
+    for _ in range(layers - 1):
+        body = zlib.compress(body, 9, wbits=zlib.MAX_WBITS | 16)
+    return body
 
 
 class Simulator:
@@ -256,6 +285,8 @@ class Simulator:
             return self._json(envelope)
         if fault.kind in (FaultKind.RESET, FaultKind.CLOSE_MID_BODY, FaultKind.HANG):
             return await self._broken_connection(request, envelope, fault)
+        if fault.kind in (FaultKind.BOMB, FaultKind.OVERSIZE, FaultKind.ENDLESS):
+            return await self._huge_body(request, envelope, fault)
         return self._broken_body(envelope, fault)
 
     def _broken_body(self, envelope: Envelope, fault: Fault) -> web.Response:
@@ -297,6 +328,43 @@ class Simulator:
         if request.transport is not None:
             request.transport.abort()
         # aiohttp takes the ConnectionError from finishing `response` on the dead transport for a client gone.
+        return response
+
+    async def _huge_body(self, request: web.Request, envelope: Envelope, fault: Fault) -> web.StreamResponse:
+        """A bomb; or the right answer, then spaces to `size_bytes` or without end, until the client leaves.
+
+        None is counted as served: a client must refuse it (an oversize answer is valid JSON,
+        so a client allowing that much would store it without the simulator knowing).
+        """
+        if fault.kind is FaultKind.BOMB:
+            # Made in a thread the first time (a second for 1 GiB): other requests go on meanwhile.
+            body = await asyncio.to_thread(bomb, fault.size_bytes, fault.layers)
+            packed = self._raw(200, body, JSON_CONTENT_TYPE)
+            packed.headers["Content-Encoding"] = ", ".join(["gzip"] * fault.layers)
+            return packed
+        head = _encode(envelope)
+        response = web.StreamResponse(headers=self._headers(JSON_CONTENT_TYPE))
+        endless = fault.kind is FaultKind.ENDLESS
+        left = None if endless else max(0, fault.size_bytes - len(head))
+        if left is not None:
+            response.content_length = len(head) + left
+        self.stats.record(response="http 200")
+        try:
+            await response.prepare(request)
+            await response.write(head)
+            while (left is None or left > 0) and not (self._closing and self._closing.is_set()):
+                chunk = _SPACES if left is None else _SPACES[: min(left, len(_SPACES))]
+                await response.write(chunk)
+                if left is not None:
+                    left -= len(chunk)
+                await asyncio.sleep(fault.delay_s if endless else 0)
+            if left == 0:
+                await response.write_eof()
+                return response
+        except ConnectionError:
+            pass  # the client left, as it should
+        if request.transport is not None:
+            request.transport.abort()
         return response
 
     def _headers(self, content_type: str) -> dict[str, str]:
