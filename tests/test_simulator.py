@@ -302,6 +302,27 @@ RESPONSE_FAULTS: list[Any] = [
         id="null",
     ),
     pytest.param(Fault.delay(0.01), 200, lambda r: r.json()["status"] == "0", id="delay"),
+    pytest.param(
+        Fault.bomb(100_000),
+        200,
+        lambda r: (r.headers["Content-Encoding"], r.content) == ("gzip, gzip", b" " * 100_000),
+        id="bomb, gzip twice",
+    ),
+    pytest.param(
+        Fault.bomb(3 * 2**20 + 5, layers=1),  # several of the repeated blocks, then a tail
+        200,
+        lambda r: (r.headers["Content-Encoding"], r.content) == ("gzip", b" " * (3 * 2**20 + 5)),
+        id="bomb, gzip once",
+    ),
+    pytest.param(
+        Fault.oversize(200_000),
+        200,
+        lambda r: (
+            (r.headers["Content-Length"], len(r.content), r.json()["data"]["flowId"])
+            == ("200000", 200_000, 1)
+        ),
+        id="oversize",
+    ),
 ]
 
 
@@ -340,6 +361,22 @@ def test_connection_faults_raise_transport_errors(
         with pytest.raises(error):  # a short read timeout ends the hang; the answers need none
             client.get("/flow/details/1", headers=signed(sim.config), timeout=httpx.Timeout(30, read=0.3))
         assert api_status(get(client, sim, "/flow/details/1")) == "0"
+
+
+def test_an_endless_body_goes_on_until_the_client_leaves(sim: SimulatorHandle) -> None:
+    """The endless fault sends the right answer's start, then spaces for as long as anyone reads."""
+    sim.faults.queue(1, Fault.endless())
+    with httpx.Client(base_url=sim.base_url, timeout=5) as client:
+        with client.stream("GET", "/flow/details/1", headers=signed(sim.config)) as response:
+            received = b""
+            for chunk in response.iter_raw():
+                received += chunk
+                if len(received) > 4 * 2**20:
+                    break
+        assert received.startswith(b'{"status":"0"')
+        assert received.endswith(b" " * 1000)
+        assert api_status(get(client, sim, "/flow/details/1")) == "0"
+    assert sim.stats.faults == {"endless": 1}
 
 
 def test_stopping_releases_a_hung_request() -> None:
