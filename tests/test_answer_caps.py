@@ -18,7 +18,7 @@ import random
 import re
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -119,7 +119,11 @@ async def _no_wait(_: float) -> None:
 
 def encoded(data: bytes, content_encoding: str) -> bytes:
     """`data` with the codings of a Content-Encoding value applied, in the order it lists them."""
-    packers = {"gzip": gzip.compress, "deflate": zlib.compress, "identity": bytes}
+    packers: dict[str, Callable[[bytes], bytes]] = {
+        "gzip": gzip.compress,
+        "deflate": zlib.compress,
+        "identity": bytes,
+    }
     for coding in content_encoding.split(","):
         data = packers[coding.strip()](data)
     return data

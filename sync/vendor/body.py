@@ -78,7 +78,7 @@ class _Inflate:
             try:
                 piece = inflater.decompress(data, PIECE_BYTES)
             except zlib.error as exc:
-                raise BodyRefused(f"not valid {self._name} data") from exc
+                raise BodyRefused(f"body is not valid {self._name} data") from exc
             if piece:
                 yield piece
             if inflater.eof:
@@ -86,7 +86,7 @@ class _Inflate:
                 if not data:
                     return
                 if not self._gzip:
-                    raise BodyRefused("data after the end of the deflate stream")
+                    raise BodyRefused("body goes on after the end of its deflate data")
                 inflater = self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)  # the next member
                 continue
             data = inflater.unconsumed_tail
@@ -97,10 +97,10 @@ class _Inflate:
     def finish(self) -> None:
         if self._inflater is None:
             if self._head:
-                raise BodyRefused("deflate data ends early")
+                raise BodyRefused("body's deflate data ends early")
             return
         if not self._inflater.eof:
-            raise BodyRefused(f"{self._name} data ends early")
+            raise BodyRefused(f"body's {self._name} data ends early")
 
 
 def _zlib_header(data: bytes) -> bool:
@@ -109,6 +109,8 @@ def _zlib_header(data: bytes) -> bool:
 
 
 _DECODED = {"gzip", "x-gzip", "deflate"}
+# Named in a refusal; any other value is not repeated, since a header may echo what the request sent.
+_KNOWN = {"br", "zstd", "compress", "x-compress", "bzip2", "exi", "pack200-gzip", "aes128gcm", "dcb", "dcz"}
 
 
 def layers_of(codings: Sequence[str]) -> list[str]:
@@ -117,9 +119,10 @@ def layers_of(codings: Sequence[str]) -> list[str]:
     layers = [coding for coding in layers if coding and coding != "identity"]
     unknown = [coding for coding in layers if coding not in _DECODED]
     if unknown:
-        raise BodyRefused(f"Content-Encoding {unknown[0][:20]!r} is not one flowsync asked for")
+        name = repr(unknown[0]) if unknown[0] in _KNOWN else "an unknown coding"
+        raise BodyRefused(f"body is encoded with {name}, which flowsync does not ask for")
     if len(layers) > MAX_LAYERS:
-        raise BodyRefused(f"Content-Encoding stacks {len(layers)} codings (at most {MAX_LAYERS} are read)")
+        raise BodyRefused(f"body is encoded {len(layers)} times over (at most {MAX_LAYERS} layers are read)")
     return layers
 
 

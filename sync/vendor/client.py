@@ -367,14 +367,9 @@ class FlowApiClient:
                 flow_id=flow_id,
                 kind=ErrorKind.NETWORK,
             ) from exc
-        except BodyTooLarge as exc:
-            failure = "body past its cap"
+        except BodyRefused as exc:  # past its cap, or not what its Content-Encoding says
+            failure = "body past its cap" if isinstance(exc, BodyTooLarge) else "undecodable body"
             raise PayloadError(str(exc), endpoint=endpoint, flow_id=flow_id) from exc
-        except BodyRefused as exc:
-            failure = "undecodable body"
-            raise PayloadError(
-                f"body does not match its Content-Encoding ({exc})", endpoint=endpoint, flow_id=flow_id
-            ) from exc
         finally:
             if log.isEnabledFor(logging.DEBUG):
                 self._log_request(endpoint, status, failure, attempt, started)
@@ -525,13 +520,13 @@ def _body_reader(response: httpx.Response, cap: BodyCap) -> BodyReader:
     return reader
 
 
-async def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes]:
+async def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The body as it came off the wire, still encoded."""
     if response.is_stream_consumed:
         yield response.content
         return
     # httpx declares an AsyncIterator, but `aiter_raw` is a generator: closed here, not when collected.
-    async with aclosing(cast(AsyncGenerator[bytes], response.aiter_raw())) as chunks:
+    async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_raw())) as chunks:
         async for chunk in chunks:
             yield chunk
 
