@@ -192,6 +192,14 @@ def test_an_error_status_is_judged_without_reading_its_body() -> None:
     assert vendor.body.taken == 0
 
 
+def test_a_short_error_body_is_read_off_to_keep_its_connection() -> None:
+    """A 503 page announced as short is read to its end (so its connection can be reused), never used."""
+    page = b"<html>503 Service Unavailable</html>"
+    vendor = Vendor(Served([page]), status=503, headers={"Content-Length": str(len(page))})
+    error = vendor.refusal(retries=0)
+    assert (type(error), error.code, vendor.body.taken) == (TransientError, "503", len(page))
+
+
 def test_the_caps_are_the_settings_the_messages_name() -> None:
     """The client's defaults and the variables its messages name are the declared settings'."""
     assert SETTINGS["max_details_bytes"].env == DETAILS_CAP_SETTING

@@ -13,6 +13,7 @@ is injectable so tests can use `httpx.MockTransport` or the simulator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import re
@@ -72,6 +73,7 @@ MAX_CLOCK_OFFSET_S = 24 * 3600.0
 # The settings that raise each cap, named in the error when an answer passes it.
 DETAILS_CAP_SETTING = "FLOWSYNC_MAX_DETAILS_BYTES"
 LISTING_CAP_SETTING = "FLOWSYNC_MAX_LISTING_BYTES"
+ERROR_BODY_READ_OFF_BYTES = 2**16  # a 429 or 503 page this short is read to keep its connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,10 +354,12 @@ class FlowApiClient:
                 response = await self._transport.handle_async_request(request)
                 status = response.status_code
                 try:
-                    if response.status_code == 200:  # other answers are judged by their status alone
+                    if response.status_code == 200:
                         reader = _body_reader(response, cap)
                         async with aclosing(_raw_chunks(response)) as chunks:
                             body = await reader.read(chunks)
+                    else:  # judged by its status alone
+                        await _read_off(response)
                 finally:
                     await response.aclose()
             failure = None
@@ -529,6 +533,22 @@ async def _raw_chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_raw())) as chunks:
         async for chunk in chunks:
             yield chunk
+
+
+async def _read_off(response: httpx.Response) -> None:
+    """Read a short body, announced as such, to its end: its connection then goes back to the pool.
+
+    Any other body is left unread, and its connection closed: an error answer's text is never used.
+    """
+    length = response.headers.get("Content-Length", "").strip()
+    if response.is_stream_consumed or not (length.isascii() and length.isdigit() and len(length) < 6):
+        return
+    if int(length) > ERROR_BODY_READ_OFF_BYTES:
+        return
+    with contextlib.suppress(httpx.TransportError):  # the status has already said what went wrong
+        async with aclosing(cast(AsyncGenerator[bytes, None], response.aiter_raw())) as chunks:
+            async for _ in chunks:
+                pass
 
 
 def _network_problem(
