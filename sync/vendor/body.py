@@ -169,7 +169,9 @@ class BodyReader:
     def finish(self) -> bytes:
         for layer in self._layers:
             layer.finish()
-        return b"".join(self._pieces)
+        body = b"".join(self._pieces)
+        self._pieces = []  # held once, not twice, while the caller parses it
+        return body
 
     def _through(self, index: int, data: bytes) -> None:
         for piece in self._layers[index].feed(data):
