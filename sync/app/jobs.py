@@ -183,7 +183,7 @@ def _locked_run(
             ) as client:
                 return await run_sync(
                     ApiFlowSource(client),
-                    SqlResultSink(engine, lock),
+                    SqlResultSink(engine, lock, settings.chain),
                     api.flow_ids,
                     triggered_by=triggered_by,
                     concurrency=settings.concurrency,

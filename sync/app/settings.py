@@ -39,6 +39,7 @@ from pydantic_core import ErrorDetails
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from sync.core.chain import ChainHasher
 from sync.core.selection import FlowSelection, parse_flow_ids
 from sync.errors import ConfigError
 from sync.store.database import safe_url
@@ -147,6 +148,16 @@ class Settings(BaseModel):
     metrics_host: Annotated[str, Setting("address the /metrics port listens on", metavar="HOST")] = (
         "127.0.0.1"
     )
+    # Auditing: the key the history's chain is an HMAC under.
+    audit_key: Annotated[
+        SecretStr | None,
+        BeforeValidator(_optional_text),
+        Setting(
+            "key of the history's audit chain (HMAC-SHA-256 instead of SHA-256); never printed, logged or stored",
+            flag=False,
+            echo=False,
+        ),
+    ] = None
     notify_url: Annotated[
         OptionalText,
         Setting(
@@ -190,7 +201,7 @@ class Settings(BaseModel):
             raise ValueError("must be printable ASCII text without surrounding spaces")
         return value
 
-    @field_validator("api_secret")
+    @field_validator("api_secret", "audit_key")
     @classmethod
     def _api_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().isprintable():
@@ -240,6 +251,11 @@ class Settings(BaseModel):
                 "required by sync and run, but not set (IDs such as 1,2,10-20, or all)",
             )
         return ApiSettings(self.api_key, self.api_secret, self.flow_ids)
+
+    @property
+    def chain(self) -> ChainHasher:
+        """How the history's audit chain is computed: HMAC under `audit_key` when set, else SHA-256."""
+        return ChainHasher.keyed(self.audit_key.get_secret_value() if self.audit_key else None)
 
 
 def _check_http_url(value: str, example: str) -> None:

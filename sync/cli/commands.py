@@ -103,6 +103,7 @@ class Context:
         """The settings (and the logging they ask for), from the flags, the environment and the file."""
         settings = load_settings(flags, os.environ, self.config_file, only)
         secrets = [settings.api_secret.get_secret_value() if settings.api_secret else ""]
+        secrets.append(settings.audit_key.get_secret_value() if settings.audit_key else "")
         secrets.append(settings.notify_url or "")
         configure_logging(self.verbosity - quieter, secrets=secrets, log_format=settings.log_format)
         return settings
@@ -113,6 +114,7 @@ pass_context = click.make_pass_decorator(Context)
 
 LOGGING = ("log_format",)
 DATABASE = ("database_url", *LOGGING)
+AUDIT = ("audit_key",)  # what chains the history, and checks it
 API = (
     "base_url",
     "api_key",
@@ -151,7 +153,7 @@ def db() -> None:
     """Manage the database schema."""
 
 
-@db.command("upgrade", settings=DATABASE)
+@db.command("upgrade", settings=DATABASE + AUDIT)
 @pass_context
 def db_upgrade(context: Context, /, **flags: str | None) -> None:
     """Bring the schema to the latest migration; safe to repeat."""
@@ -169,7 +171,7 @@ def db_upgrade(context: Context, /, **flags: str | None) -> None:
 
         with jobs.database(settings) as engine:
             before = schema_revisions(engine)
-            migrate.upgrade(engine, on_wait=say_waiting)
+            migrate.upgrade(engine, on_wait=say_waiting, chain=settings.chain)
             after = schema_revisions(engine)
         now_at = ", ".join(sorted(after))
         if context.verbosity < 0:
@@ -182,7 +184,7 @@ def db_upgrade(context: Context, /, **flags: str | None) -> None:
             _say(f"database {where}: upgraded schema {', '.join(sorted(before))} -> {now_at}")
 
 
-@cli.command(settings=DATABASE + API + WATCHED)
+@cli.command(settings=DATABASE + API + AUDIT + WATCHED)
 @click.option(
     "--confirm-deletions",
     is_flag=True,
@@ -209,7 +211,7 @@ def sync(context: Context, /, *, confirm_deletions: bool, **flags: str | None) -
         sys.exit(report.exit_code)
 
 
-@cli.command(settings=DATABASE + API + SCHEDULE + WATCHED + SERVED)
+@cli.command(settings=DATABASE + API + AUDIT + SCHEDULE + WATCHED + SERVED)
 @click.option("--once", is_flag=True, help="run one sync now and exit with its status, like `sync`")
 @pass_context
 def run(context: Context, /, *, once: bool, **flags: str | None) -> None:

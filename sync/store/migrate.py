@@ -17,6 +17,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from sync.core.chain import ChainHasher
 from sync.store.run_lock import run_lock
 
 UPGRADE_LOCK_WAIT_S = 60.0
@@ -31,11 +32,14 @@ def script_location() -> str:
     return str(package.parent / "migrations")
 
 
-def alembic_config(engine: Engine | None = None) -> Config:
+def alembic_config(engine: Engine | None = None, chain: ChainHasher | None = None) -> Config:
+    """Alembic's configuration; `chain` is how a migration that chains history hashes it."""
     config = Config()
     config.set_main_option("script_location", script_location())
     if engine is not None:
         config.attributes["engine"] = engine
+    if chain is not None:
+        config.attributes["chain"] = chain
     return config
 
 
@@ -56,10 +60,15 @@ def upgrade(
     revision: str = "head",
     lock_wait_s: float = UPGRADE_LOCK_WAIT_S,
     on_wait: Callable[[], None] = lambda: None,
+    chain: ChainHasher | None = None,
 ) -> None:
-    """Bring the schema to `revision`; safe to repeat. `on_wait`: a sync holds the lock, and we wait."""
+    """Bring the schema to `revision`; safe to repeat. `on_wait`: a sync holds the lock, and we wait.
+
+    `chain`: the audit chain's hasher (with the audit key, when one is set) for the history that
+    an upgrade to 0003 chains.
+    """
     with run_lock(engine, wait_s=lock_wait_s, on_wait=on_wait):
-        command.upgrade(alembic_config(engine), revision)
+        command.upgrade(alembic_config(engine, chain), revision)
 
 
 def downgrade(engine: Engine, revision: str, lock_wait_s: float = UPGRADE_LOCK_WAIT_S) -> None:

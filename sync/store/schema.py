@@ -44,7 +44,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # Every migration in migrations/versions, oldest first; the last is the schema this flowsync
 # writes. Kept here so a sync checks the schema without loading Alembic and its scripts (a
 # test compares it with the scripts). Add each new migration's revision at the end.
-SCHEMA_REVISIONS = ("0001", "0002")
+SCHEMA_REVISIONS = ("0001", "0002", "0003")
 
 # Where Alembic records the revision a database is at; read by `sync.store.database`, written by Alembic.
 alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
@@ -117,6 +117,8 @@ sync_runs = Table(
     Column("flow_selection", Text, nullable=True),
     Column("worker_host", String(255), nullable=True),
     Column("worker_pid", Integer, nullable=True),
+    # The audit chain's head when the run ended (schema 0003): the last configuration event's chain_hash.
+    Column("history_head", String(64), nullable=True),
     **_MYSQL_TABLE,
 )
 
@@ -134,7 +136,11 @@ flow_history = Table(
     Column("error_kind", String(16), nullable=True),
     Column("error_code", String(32), nullable=True),
     Column("error_message", Text, nullable=True),
+    # The audit chain (schema 0003): set on configuration events, null on `error` rows.
+    Column("chain_hash", String(64), nullable=True),
     Index("ix_flow_history_flow_id_occurred_at", "flow_id", "occurred_at"),
+    # Each flow's events in the order they happened, for `flowsync verify`'s replay.
+    Index("ix_flow_history_flow_id_id", "flow_id", "id"),
     Index("ix_flow_history_occurred_at", "occurred_at"),
     Index("ix_flow_history_run_id", "run_id"),
     **_MYSQL_TABLE,

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
+from sync.core.chain import ChainHasher
 from sync.core.outcomes import FetchResult, RunCounts
 from sync.errors import FlowError
 from sync.store import writer
@@ -22,9 +23,10 @@ from sync.vocabulary import Outcome, RunStatus, Trigger
 class SqlResultSink:
     """Writes a run's rows through `sync.store.writer`, under a held run lock."""
 
-    def __init__(self, engine: Engine, lock: HeldLock) -> None:
+    def __init__(self, engine: Engine, lock: HeldLock, chain: ChainHasher | None = None) -> None:
         self._engine = engine
         self._lock = lock
+        self._chain = chain or ChainHasher()
 
     def close_abandoned_runs(self, now: datetime) -> list[int]:
         return writer.close_abandoned_runs(self._engine, now)
@@ -50,7 +52,7 @@ class SqlResultSink:
 
     def write_batch(self, run_id: int, now: datetime, results: Sequence[FetchResult]) -> Counter[Outcome]:
         self._lock.verify()
-        return writer.write_results(self._engine, run_id, now, results)
+        return writer.write_results(self._engine, run_id, now, results, self._chain)
 
     def record_run_error(self, run_id: int, now: datetime, error: FlowError) -> None:
         self._lock.verify()

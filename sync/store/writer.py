@@ -6,6 +6,12 @@ every flow wholly old or wholly new. Unchanged flows cost one `UPDATE` per batch
 (their `last_fetched_at`) and never touch `flow_nodes` or `flow_history`. When the
 database refuses one flow's values, the batch is retried flow by flow so only that
 flow is recorded as failed. A lost connection is a `StoreError` for the run.
+
+A batch with configuration events links them into the audit chain (`sync.core.chain`) in
+its own transaction: one statement reads the chain's head and hands out the batch's
+`flow_history` ids (the id is part of what is hashed), the rows are inserted with their
+`chain_hash`, and the run row's `history_head` follows in the statement that adds the
+batch's counts. The run lock keeps every other writer out meanwhile.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError
 
+from sync.core.chain import ChainedEvent, ChainHasher, is_chained
 from sync.core.diff import Change, diff
 from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.snapshot import FlowSnapshot, NodeSnapshot
@@ -69,7 +76,11 @@ class StoredDetails:
 
 
 def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
-    """Mark runs left `running` by a process that died as `failed`; call only while holding the run lock."""
+    """Mark runs left `running` by a process that died as `failed`; call only while holding the run lock.
+
+    A dead run's `history_head` is the head its last committed batch left, or, when it committed
+    none, the chain's head now (nothing was written since it died).
+    """
     with _transaction(engine) as connection:
         ids = list(
             connection.scalars(sa.select(sync_runs.c.id).where(sync_runs.c.status == RunStatus.RUNNING))
@@ -82,6 +93,7 @@ def close_abandoned_runs(engine: Engine, now: datetime) -> list[int]:
                     status=RunStatus.FAILED,
                     finished_at=now,
                     error_message="the run never finished (its process was killed or crashed)",
+                    history_head=sa.func.coalesce(sync_runs.c.history_head, chain_head()),
                 )
             )
     return ids
@@ -134,6 +146,7 @@ def finish_run(
                 finished_at=now,
                 status=status,
                 error_message=_clip(error_message),
+                history_head=chain_head(),
                 **counts.as_columns(),
             )
         )
@@ -146,24 +159,39 @@ def record_run_error(engine: Engine, run_id: int, now: datetime, error: FlowErro
 
 
 def write_results(
-    engine: Engine, run_id: int, now: datetime, results: Sequence[FetchResult]
+    engine: Engine,
+    run_id: int,
+    now: datetime,
+    results: Sequence[FetchResult],
+    chain: ChainHasher = ChainHasher(),  # noqa: B008 - immutable
 ) -> Counter[Outcome]:
     """Store a batch of results; returns how many flows ended in each outcome."""
     try:
         with _transaction(engine, fatal_only=False) as connection:
-            return _write(connection, run_id, now, results)
+            return _write(connection, run_id, now, results, chain)
     except DBAPIError as exc:
         if len(results) > 1:
             # Isolate the flow the database refuses; the others are still written.
             total: Counter[Outcome] = Counter()
             for result in results:
-                total += write_results(engine, run_id, now, [result])
+                total += write_results(engine, run_id, now, [result], chain)
             return total
         refused = DatabaseRefusal(
             f"the database refused this flow's values ({short_error(exc)})", flow_id=results[0].flow_id
         )
         with _transaction(engine) as connection:
-            return _write(connection, run_id, now, [Failed(results[0].flow_id, refused)])
+            return _write(connection, run_id, now, [Failed(results[0].flow_id, refused)], chain)
+
+
+def chain_head() -> sa.ScalarSelect[Any]:
+    """The chain's head: the `chain_hash` of the configuration event with the highest id."""
+    return (
+        sa.select(flow_history.c.chain_hash)
+        .where(flow_history.c.chain_hash.is_not(None))
+        .order_by(flow_history.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
 
 
 def known_flow_ids(engine: Engine) -> Iterable[int]:
@@ -178,7 +206,7 @@ def known_flow_ids(engine: Engine) -> Iterable[int]:
 
 
 def _write(
-    connection: Connection, run_id: int, now: datetime, results: Sequence[FetchResult]
+    connection: Connection, run_id: int, now: datetime, results: Sequence[FetchResult], chain: ChainHasher
 ) -> Counter[Outcome]:
     stored = _stored_flows(connection, [r.flow_id for r in results if r.flow_id is not None])
     # Flows the batch rewrites (new content, or back after a deletion) need their old name and
@@ -207,17 +235,26 @@ def _write(
     )
     for result in results:
         plan.add(result)
-    plan.execute(connection)
-    _count_into_run(connection, run_id, plan.outcomes)
+    head = plan.execute(connection, chain)
+    _count_into_run(connection, run_id, plan.outcomes, head)
     return plan.outcomes
 
 
-def _count_into_run(connection: Connection, run_id: int, outcomes: Counter[Outcome]) -> None:
-    """Add a batch's outcomes to its run row in the same transaction: a killed run's counts stay exact."""
+def _count_into_run(
+    connection: Connection, run_id: int, outcomes: Counter[Outcome], head: str | None
+) -> None:
+    """Add a batch's outcomes to its run row in the same transaction: a killed run's counts stay exact.
+
+    `head`: the chain's head after the batch, when it chained events; a killed run keeps it too.
+    """
     batch = RunCounts()
     batch.add(outcomes)
-    columns = {name: sync_runs.c[name] + value for name, value in batch.as_columns().items() if value}
+    columns: dict[str, Any] = {
+        name: sync_runs.c[name] + value for name, value in batch.as_columns().items() if value
+    }
     columns.pop("flows_requested", None)
+    if head is not None:
+        columns["history_head"] = head
     if columns:
         connection.execute(sync_runs.update().where(sync_runs.c.id == run_id).values(columns))
 
@@ -336,7 +373,8 @@ class _Plan:
         self.history.append(_error_row(self.run_id, self.now, result.flow_id, result.error))
         self.outcomes[Outcome.FAILED] += 1
 
-    def execute(self, connection: Connection) -> None:
+    def execute(self, connection: Connection, chain: ChainHasher) -> str | None:
+        """Run the batch's statements; the chain's head after them when it chained events."""
         now = self.now
         if self.refresh:
             connection.execute(
@@ -388,16 +426,54 @@ class _Plan:
                 )
             )
         if not self.history:
-            return
+            return None
         if not self.configurations:
             connection.execute(flow_history.insert(), self.history)
-            return
-        # The analyst layer's rows name the events they derive from, so the new ids come back.
-        inserted = connection.execute(
-            flow_history.insert().returning(flow_history.c.id, sort_by_parameter_order=True), self.history
-        )
-        history_ids = list(inserted.scalars())
+            return None
+        # The id is part of what the chain hashes, and the analyst layer's rows name their events.
+        history_ids, head = _next_ids_and_head(connection, len(self.history))
+        for history_id, row in zip(history_ids, self.history, strict=True):
+            row["id"] = history_id
+            if is_chained(row["event"]):
+                head = chain.link(head, _chained(row))
+                row["chain_hash"] = head
+        connection.execute(flow_history.insert(), self.history)
         _write_versions(connection, self, history_ids)
+        return head
+
+
+def _next_ids_and_head(connection: Connection, count: int) -> tuple[list[int], str | None]:
+    """`count` new `flow_history` ids, in order, and the chain's head, in one statement.
+
+    PostgreSQL hands out ids from the column's sequence (the writer may use it, not set it);
+    SQLite and MariaDB number from the highest id, as their own auto-increment would. The run
+    lock keeps other writers out until the transaction commits.
+    """
+    head = chain_head()
+    if connection.dialect.name == "postgresql":
+        sequence = sa.func.pg_get_serial_sequence(flow_history.name, flow_history.c.id.name)
+        rows = connection.execute(
+            sa.select(sa.func.nextval(sequence), head).select_from(sa.func.generate_series(1, count))
+        ).all()
+        return sorted(int(row[0]) for row in rows), rows[0][1]
+    highest, current = connection.execute(
+        sa.select(sa.select(sa.func.max(flow_history.c.id)).scalar_subquery(), head)
+    ).one()
+    first = int(highest or 0) + 1
+    return list(range(first, first + count)), current
+
+
+def _chained(row: dict[str, Any]) -> ChainedEvent:
+    return ChainedEvent(
+        id=row["id"],
+        run_id=row["run_id"],
+        flow_id=row["flow_id"],
+        occurred_at=row["occurred_at"],
+        event=row["event"],
+        changes=row["changes"],
+        snapshot=row["snapshot"],
+        content_hash=row["content_hash"],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,6 +641,7 @@ def _event_row(
         "error_kind": None,
         "error_code": None,
         "error_message": None,
+        "chain_hash": None,
     }
 
 
