@@ -153,7 +153,7 @@ class Settings(BaseModel):
         SecretStr | None,
         BeforeValidator(_optional_text),
         Setting(
-            "key of the history's audit chain (HMAC-SHA-256 instead of SHA-256); never printed, logged or stored",
+            "key of the history's audit chain (HMAC-SHA-256, not SHA-256); never printed, logged or stored",
             flag=False,
             echo=False,
         ),

@@ -515,6 +515,36 @@ def prune(
         )
 
 
+@cli.command(settings=DATABASE + AUDIT)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="one line per disagreement and a summary, or one JSON document",
+)
+@pass_context
+def verify(context: Context, /, *, output_format: str, **flags: str | None) -> None:
+    """Recompute the audit chain, replay the history against the tables: 0 agree, 1 not, 2 no database."""
+    from sync.cli.audit_report import JsonReport, TableReport
+    from sync.store.verify import Verification
+
+    with _errors_to_exit_codes():
+        settings = context.settings(flags)
+        report = JsonReport() if output_format == "json" else TableReport()
+        try:
+            with jobs.database(settings) as engine:
+                jobs.check_ready(engine)
+                verification = Verification(engine, settings.chain)
+                for disagreement in verification:
+                    report.disagreement(disagreement)
+        except (SchemaError, StoreError) as exc:
+            _fail(f"verify: no usable database: {exc}", EXIT_USAGE)
+        report.summary(verification.summary)
+        sys.exit(EXIT_OK if verification.summary.ok else EXIT_FAILED)
+
+
 @cli.command(settings=LOGGING)
 @click.option(
     "--dir",
