@@ -444,7 +444,7 @@ def _by_flow(reader: _Reader) -> Iterator[Disagreement]:
     for table, keys in _FLOW_TABLES:
         streams.append(_grouped(reader.rows(sa.select(*_stored(table)), [table.c[k] for k in keys])))
     # Merge the streams on flow_id: each flow's rows of every table arrive together.
-    merged = heapq.merge(*(((flow_id, i, rows) for flow_id, rows in s) for i, s in enumerate(streams)))
+    merged = heapq.merge(*(_numbered(index, stream) for index, stream in enumerate(streams)))
     current: int | None = None
     groups: list[list[sa.Row[Any]]] = [[] for _ in streams]
     for flow_id, index, rows in merged:
@@ -455,6 +455,14 @@ def _by_flow(reader: _Reader) -> Iterator[Disagreement]:
         groups[index] = rows
     if current is not None:
         yield from _check_flow(current, *groups)
+
+
+def _numbered(
+    index: int, stream: Iterator[tuple[int, list[sa.Row[Any]]]]
+) -> Iterator[tuple[int, int, list[sa.Row[Any]]]]:
+    """Each group with its stream's number, so the merge never compares rows."""
+    for flow_id, rows in stream:
+        yield flow_id, index, rows
 
 
 def _check_flow(  # noqa: PLR0917 - one list of rows per table, in _FLOW_TABLES' order
