@@ -78,7 +78,7 @@ def auditor_rows(engine: Engine) -> list[dict[str, Any]]:
 
 NAME = 'Login "OTP" é☃🔑\t/'
 NODE_2 = {"position": 2, "waiting_time": 60, "status": 2, "channel": "call", "channel_cut": 1}
-FIXED = {
+FIXED: dict[str, Any] = {
     "id": 42,
     "run_id": 7,
     "flow_id": 12,
@@ -167,7 +167,7 @@ def chain_columns(engine: Engine) -> tuple[list[tuple[int, str | None]], list[tu
             tuple(r) for r in connection.execute(sa.select(flow_history.c.id, flow_history.c.chain_hash))
         ]
         heads = [tuple(r) for r in connection.execute(sa.select(sync_runs.c.id, sync_runs.c.history_head))]
-    return sorted(hashes), sorted(heads)  # type: ignore[arg-type]
+    return sorted(hashes), sorted(heads)
 
 
 @pytest.mark.parametrize("key", [None, "an audit key"], ids=["sha256", "hmac"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -172,9 +173,18 @@ def test_sigkill_at_random_moments_leaves_each_flow_wholly_old_or_new(
             candidates = [normalize(parse_flow(v)).as_json() for v in (old[flow_id], new[flow_id]) if v]
             assert stored in candidates, f"attempt {attempt}: flow {flow_id} is neither old nor new"
         assert_analyst_layer_replays(engine)  # no version or changed value without its event
+        checked = flowsync("verify", env=env)  # the chain is whole up to the last committed batch
+        assert checked.returncode == 0, checked.stdout
         result = flowsync("sync", env=env)
         assert result.returncode == 0, result.stderr
         assert_every_flow_whole(engine, sim)
+        checked = flowsync("verify", "--format", "json", env=env)
+        assert checked.returncode == 0, checked.stdout
+        with engine.connect() as connection:
+            head = connection.scalar(
+                sa.select(sync_runs.c.history_head).order_by(sync_runs.c.id.desc()).limit(1)
+            )
+        assert json.loads(checked.stdout)["head"] == head is not None
     assert [r["status"] for r in runs(engine)] == ["ok", "failed", "ok", "failed", "ok"]
 
 
