@@ -117,6 +117,12 @@ SOURCES = [
         "4294967296", 2**32,
         300_000_000, 300_000_000,
     ),
+    Source(
+        "audit_key", "audit_key", "FLOWSYNC_AUDIT_KEY", None, None,
+        "unused", None,
+        "env-audit-key", "env-audit-key",
+        "file-audit-key", "file-audit-key",
+    ),
 ]  # fmt: skip
 BY_KEY = {source.key: source for source in SOURCES}
 WITH_FLAG = [source for source in SOURCES if source.flag_name]

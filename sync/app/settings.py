@@ -148,6 +148,14 @@ class Settings(BaseModel):
     metrics_host: Annotated[str, Setting("address the /metrics port listens on", metavar="HOST")] = (
         "127.0.0.1"
     )
+    notify_url: Annotated[
+        OptionalText,
+        Setting(
+            "POST a JSON summary here after a run that changed flows or whose status changed",
+            echo=False,
+            metavar="URL",
+        ),
+    ] = Field(default=None, repr=False)  # a webhook's URL holds its secret
     # Auditing: the key the history's chain is an HMAC under.
     audit_key: Annotated[
         SecretStr | None,
@@ -158,14 +166,6 @@ class Settings(BaseModel):
             echo=False,
         ),
     ] = None
-    notify_url: Annotated[
-        OptionalText,
-        Setting(
-            "POST a JSON summary here after a run that changed flows or whose status changed",
-            echo=False,
-            metavar="URL",
-        ),
-    ] = Field(default=None, repr=False)  # a webhook's URL holds its secret
 
     @field_validator("database_url")
     @classmethod
