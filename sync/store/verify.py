@@ -533,7 +533,12 @@ def _compare(
 
 def _decoded(row: sa.Row[Any], table: sa.Table) -> dict[str, Any]:
     values = dict(row._mapping)
-    for column in table.columns:
-        if isinstance(column.type, UtcDateTime):
-            values[column.name] = _timestamp(values[column.name], column.name)
+    for name in _TIMESTAMPS[table.name]:
+        values[name] = _timestamp(values[name], name)
     return values
+
+
+_TIMESTAMPS = {
+    table.name: [c.name for c in table.columns if isinstance(c.type, UtcDateTime)]
+    for table in (flows, flow_nodes, flow_versions, flow_version_nodes)
+}
