@@ -12,6 +12,7 @@ copy written from that text alone. Pure: plain values in, text out.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -22,6 +23,9 @@ from typing import Any
 from sync.vocabulary import Event
 
 CHAINED_EVENTS = frozenset({Event.CREATED, Event.CHANGED, Event.DELETED, Event.RESTORED})
+# `json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)`, built once:
+# json.dumps builds a new encoder on every call with these arguments, a quarter of the time.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ def is_chained(event: str) -> bool:
     return event in CHAINED_EVENTS
 
 
+@functools.lru_cache(maxsize=64)  # a batch's events share one moment
 def timestamp_text(moment: datetime) -> str:
     """`occurred_at` as the encoding writes it: UTC, six fraction digits, `Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -65,7 +70,7 @@ def encode(previous: str | None, event: ChainedEvent) -> bytes:
         "run_id": event.run_id,
         "snapshot": event.snapshot,
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _ENCODER.encode(document).encode("ascii")
 
 
 @dataclass(frozen=True)
