@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from sync.core.audit import Disagreement
 from sync.core.chain import ChainedEvent, ChainHasher
-from sync.simulator import SimulatorConfig, SimulatorHandle, running_simulator
+from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
 from sync.store import migrate
 from sync.store.database import create_engine
 from sync.store.schema import (
@@ -27,12 +27,13 @@ from sync.store.schema import (
     flow_nodes,
     flow_version_nodes,
     flow_versions,
+    flows,
     sync_runs,
 )
 from sync.store.verify import Verification
 from tests.conftest import backend_of, settings_for
 from tests.process import flowsync, flowsync_env
-from tests.test_analyst_layer import FLOW_1, FLOW_2, FLOW_3, play_history
+from tests.test_analyst_layer import FLOW_1, FLOW_2, FLOW_3, play_history, sync
 from tests.test_servers import ROLES, _without_comments
 
 
@@ -306,3 +307,23 @@ def test_a_read_only_role_can_verify(server_database_url: str, scripted: Simulat
             else:
                 connection.execute(sa.text(f"DROP USER '{writer}'@'%', '{reader}'@'%'"))
         owner.dispose()
+
+
+def test_error_events_are_outside_the_audit_so_pruning_them_still_verifies(
+    played: Engine, scripted: SimulatorHandle, database_url: str
+) -> None:
+    """Deleting every `error` row (as a prune would) keeps verify passing; a streak shorter than the
+    errors kept does not."""
+    settings = settings_for(scripted, database_url, "1-3")
+    scripted.faults.persist(2, Fault.html())
+    for _ in range(2):
+        sync(settings, played)
+    with played.begin() as connection:
+        connection.execute(flows.update().where(flows.c.flow_id == 2).values(consecutive_failures=1))
+    found, _ = verify(played)
+    assert [(d.table, d.key) for d in found] == [("flows", "flow_id=2")], found
+    with played.begin() as connection:
+        connection.execute(flows.update().where(flows.c.flow_id == 2).values(consecutive_failures=2))
+        connection.execute(flow_history.delete().where(flow_history.c.event == "error"))
+    found, _ = verify(played)
+    assert found == []

@@ -83,24 +83,58 @@ class FlowReplay:
         """Whether `flows` must hold the flow: some configuration event stored it."""
         return self.snapshot is not None
 
-    def flow_row(self, last_fetched_at: datetime | None) -> dict[str, Any]:
-        """The `flows` columns the history decides, given the stored `last_fetched_at`."""
+    def flow_row(self) -> dict[str, Any]:
+        """The `flows` columns the configuration events decide."""
         assert self.snapshot is not None
-        streak = [f for f in self.failures if last_fetched_at is not None and f.occurred_at > last_fetched_at]
-        deleted = self.deleted_at is not None
-        state = SyncState.DELETED if deleted else SyncState.ERROR if streak else SyncState.OK
         return {
             "name": self.snapshot.name,
             "node_count": len(self.snapshot.nodes),
             "content_hash": self.snapshot.content_hash,
             "first_seen_at": self.first_seen_at,
             "deleted_at": self.deleted_at,
-            "sync_state": str(state),
-            "failing_since": streak[0].occurred_at if streak else None,
-            "consecutive_failures": len(streak),
-            "last_error_kind": streak[-1].error_kind if streak else None,
-            "last_error_code": streak[-1].error_code if streak else None,
         }
+
+    def streak_problems(self, stored: Mapping[str, Any]) -> list[str]:
+        """How the stored failure streak and `sync_state` disagree with the `error` events kept.
+
+        `error` events are outside the chain and `flowsync prune` may delete old ones, so the
+        events after the last successful fetch are a tail of the streak: the stored count may
+        be larger, and then `failing_since` earlier, but never the other way round.
+        """
+        fetched = stored.get("last_fetched_at")
+        streak = [f for f in self.failures if isinstance(fetched, datetime) and f.occurred_at > fetched]
+        count = stored.get("consecutive_failures")
+        since = stored.get("failing_since")
+        deleted = self.deleted_at is not None
+        failing = isinstance(count, int) and count > 0
+        state = SyncState.DELETED if deleted else SyncState.ERROR if failing or streak else SyncState.OK
+        problems = differences({"sync_state": str(state)}, stored)
+        if not isinstance(count, int) or count < len(streak):
+            problems.append(
+                f"consecutive_failures is {shown(count)}, but flow_history holds {len(streak)} failed "
+                "fetches since the last successful one"
+            )
+        elif streak and count == len(streak) and since != streak[0].occurred_at:
+            problems.append(
+                f"failing_since is {shown(since)}, flow_history says {shown(streak[0].occurred_at)}"
+            )
+        elif (
+            streak
+            and count > len(streak)
+            and not (isinstance(since, datetime) and since < streak[0].occurred_at)
+        ):
+            problems.append(
+                f"failing_since is {shown(since)}, but the streak's earliest kept failure is at "
+                f"{shown(streak[0].occurred_at)}"
+            )
+        if streak:
+            last = {"last_error_kind": streak[-1].error_kind, "last_error_code": streak[-1].error_code}
+            problems.extend(differences(last, stored))
+        elif not failing:
+            problems.extend(
+                differences({"failing_since": None, "last_error_kind": None, "last_error_code": None}, stored)
+            )
+        return problems
 
     def node_rows(self) -> list[dict[str, Any]]:
         """The `flow_nodes` rows: the nodes of the last configuration stored (kept while deleted)."""
