@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -204,3 +207,22 @@ def test_migration_0003_reads_the_history_a_slice_at_a_time(
     monkeypatch.setattr(module, "FLUSH_ROWS", 2)
     migrate.upgrade(engine)
     assert chain_columns(engine) == written
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_script_in_docs_audit_md_recomputes_the_head(
+    engine: Engine, scripted: SimulatorHandle, database_url: str, tmp_path: Path
+) -> None:
+    """The 20-line script of docs/audit.md, run as printed against a real database, ends at the head."""
+    play_history(scripted, settings_for(scripted, database_url, "1-3"), engine)
+    text = (Path(__file__).resolve().parent.parent / "docs" / "audit.md").read_text()
+    script = text.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len([line for line in script.splitlines() if line.strip()]) <= 22
+    (tmp_path / "auditor.py").write_text(script)
+    result = subprocess.run(
+        [sys.executable, "auditor.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as connection:
+        head = connection.scalar(sa.select(sync_runs.c.history_head).order_by(sync_runs.c.id.desc()).limit(1))
+    assert result.stdout.splitlines() == [f"head {head}"]
