@@ -8,7 +8,6 @@ must say which table and which row.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,8 +18,6 @@ from sqlalchemy.engine import Connection, Engine
 from sync.core.audit import Disagreement
 from sync.core.chain import ChainedEvent, ChainHasher
 from sync.simulator import Fault, SimulatorConfig, SimulatorHandle, running_simulator
-from sync.store import migrate
-from sync.store.database import create_engine
 from sync.store.schema import (
     flow_changes,
     flow_history,
@@ -31,10 +28,10 @@ from sync.store.schema import (
     sync_runs,
 )
 from sync.store.verify import Verification
-from tests.conftest import backend_of, settings_for
+from tests.conftest import settings_for
 from tests.process import flowsync, flowsync_env
+from tests.roles import documented_roles
 from tests.test_analyst_layer import FLOW_1, FLOW_2, FLOW_3, play_history, sync
-from tests.test_servers import ROLES, _without_comments
 
 
 @pytest.fixture
@@ -275,38 +272,11 @@ def test_the_command_checks_under_the_audit_key_without_showing_it(
 
 def test_a_read_only_role_can_verify(server_database_url: str, scripted: SimulatorHandle) -> None:
     """The reader of docs/roles, which can only SELECT, runs `flowsync verify` to the end: exit 0."""
-    backend = backend_of(server_database_url)
-    database = sa.make_url(server_database_url).database
-    suffix = uuid.uuid4().hex[:8]
-    writer, reader = f"fs_writer_{suffix}", f"fs_reader_{suffix}"
-    script = (
-        (ROLES / ("postgresql.sql" if backend == "postgresql" else "mariadb.sql"))
-        .read_text()
-        .replace("flowsync_writer", writer)
-        .replace("flowsync_reader", reader)
-        .replace("flowsync.", f"{database}.")
-        .replace("DATABASE flowsync ", f"DATABASE {database} ")
-    )
-    owner = create_engine(server_database_url)
-    migrate.upgrade(owner)
-    play_history(scripted, settings_for(scripted, server_database_url, "1-3"), owner)
-    try:
-        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            for statement in (s.strip() for s in _without_comments(script).split(";")):
-                if statement:
-                    connection.execute(sa.text(statement))
-        as_reader = sa.make_url(server_database_url).set(username=reader, password=None)
-        result = flowsync("verify", env=flowsync_env(None, as_reader.render_as_string(False), None))
+    with documented_roles(server_database_url) as accounts:
+        play_history(scripted, settings_for(scripted, server_database_url, "1-3"), accounts.owner)
+        result = flowsync("verify", env=flowsync_env(None, accounts.urls["reader"], None))
         assert result.returncode == 0, result.stdout + result.stderr
         assert "verified:" in result.stdout
-    finally:
-        with owner.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            if backend == "postgresql":
-                connection.exec_driver_sql(f"DROP OWNED BY {writer}, {reader}")
-                connection.exec_driver_sql(f"DROP ROLE {writer}, {reader}")
-            else:
-                connection.execute(sa.text(f"DROP USER '{writer}'@'%', '{reader}'@'%'"))
-        owner.dispose()
 
 
 def test_error_events_are_outside_the_audit_so_pruning_them_still_verifies(
