@@ -918,10 +918,21 @@ def test_wire_account_error_on_the_list(sim: SimulatorHandle) -> None:
 def test_wire_hung_request_times_out(sim: SimulatorHandle) -> None:
     """A request left hanging ends after `timeout_s` as a network error, and is retried."""
     sim.faults.queue(1, Fault.hang(), Fault.hang())
-    error = wire_error(sim, timeout_s=0.3, retries=1)
+    sleeps = Sleeps()
+
+    async def fetch() -> None:
+        async with wire_client(sim, sleeps, timeout_s=0.3, retries=1) as client:
+            await client.flow_details(1)
+
+    with pytest.raises(ApiError) as caught:
+        asyncio.run(fetch())
+    error = checked(caught.value, sim.config.api_secret, sim_signs(sim.config), "flow 1: ")
     assert (type(error), error.kind, error.code) == (TransientError, "network", None)
     assert "no answer within 0.3 s" in error.message
-    assert sim.stats.requests == {"details": 2}
+    # The client's own record of its retry: on a loaded machine the second attempt may time out
+    # before the server has even read it, so the server's count is not the measure.
+    assert len(sleeps.delays) == 1
+    assert sim.stats.requests["details"] >= 1
 
 
 def test_wire_hang_then_success(sim: SimulatorHandle) -> None:
