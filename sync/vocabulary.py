@@ -26,6 +26,13 @@ class RunStatus(StrEnum):
     FAILED = "failed"  # an account-level error, a lost database, a stop or a crash ended it
 
 
+class AlertStatus(StrEnum):
+    """`sync_runs.alert_status`: how the run's change alert ended (null when none was due)."""
+
+    SENT = "sent"
+    FAILED = "failed"
+
+
 class Event(StrEnum):
     """`flow_history.event`."""
 

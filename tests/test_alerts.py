@@ -15,16 +15,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sync.app import jobs
-from sync.app.notify import deliver
+from sync.app.notify import deliver, where
 from sync.app.settings import Settings
 from sync.pipeline.loop import RunReport
 from sync.simulator import Fault, SimulatorHandle
+from sync.store.schema import sync_runs
 from sync.vendor.client import Backoff
 from sync.vocabulary import Trigger
 from tests.conftest import settings_for
+from tests.process import flowsync, flowsync_env
 
 FAST = Backoff(initial_s=0.001, max_s=0.01, retry_after_cap_s=0.01)
 
@@ -213,9 +216,40 @@ def test_a_failed_alert_is_logged_without_the_webhook_secret_and_the_sync_is_unh
     assert report.status == "ok"
     failed = [r for r in caplog.records if "change alert" in r.getMessage()]
     assert len(failed) == 1
-    assert (
-        failed[0]
-        .getMessage()
-        .startswith(f"run {report.run_id}: the change alert to http://127.0.0.1:1 failed")
-    )
+    assert failed[0].getMessage().startswith(f"run {report.run_id}: the change alert failed: ConnectError")
+    assert "attempt(s) to http://127.0.0.1:1" in failed[0].getMessage()
     assert "T0K3N" not in caplog.text
+    (run,) = run_rows(engine)
+    assert (run["status"], run["alert_status"]) == ("ok", "failed"), "recorded, not only logged"
+    assert run["alert_error"].startswith("ConnectError")
+    assert "http://127.0.0.1:1" in run["alert_error"]
+    assert "T0K3N" not in run["alert_error"]
+
+
+def test_the_outcome_of_each_alert_is_recorded_on_its_run(
+    engine: Engine, sim: SimulatorHandle, database_url: str, receiver: Receiver
+) -> None:
+    """Sent, failed with the receiver's reason, or null when no alert was due; `status` shows a failure."""
+    settings = settings_for(sim, database_url, "1-3", notify_url=receiver.url)
+    sync(settings, engine)  # first run: an alert, delivered
+    sync(settings, engine)  # nothing changed, same status: no alert due
+    receiver.statuses = [404]  # a final refusal, not retried
+    sim.catalog.put({**sim.catalog.get(2), "name": "renamed"})  # type: ignore[dict-item]
+    sync(settings, engine)
+    assert [(r["alert_status"], r["alert_error"]) for r in run_rows(engine)] == [
+        ("sent", None),
+        (None, None),
+        ("failed", f"HTTP 404 after 1 attempt(s) to {where(receiver.url)}"),
+    ]
+    shown = flowsync("status", env=flowsync_env(None, database_url, None))
+    assert shown.returncode == 0, shown.stderr
+    assert "change alert failed: HTTP 404 after 1 attempt(s)" in shown.stdout
+    as_json = json.loads(
+        flowsync("status", "--format", "json", env=flowsync_env(None, database_url, None)).stdout
+    )
+    assert [r["alert_status"] for r in as_json["runs"]] == ["failed", None, "sent"]
+
+
+def run_rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(r._mapping) for r in connection.execute(sa.select(sync_runs).order_by(sync_runs.c.id))]

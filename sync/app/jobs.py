@@ -29,12 +29,12 @@ from sync.store.database import check_schema, create_engine
 from sync.store.health import HealthFacts, read_health
 from sync.store.prune import PruneCounts, prune
 from sync.store.run_lock import run_lock
-from sync.store.run_summary import summarize
+from sync.store.run_summary import record_alert, summarize
 from sync.store.schema import SCHEMA_REVISIONS
 from sync.store.sink import SqlResultSink
 from sync.vendor.client import Backoff, FlowApiClient
 from sync.vendor.source import ApiFlowSource
-from sync.vocabulary import Trigger
+from sync.vocabulary import AlertStatus, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -247,14 +247,16 @@ def _send_alert(url: str, engine: Engine, report: RunReport, budget_s: float) ->
     delivery = deliver(url, alert_body(summary), budget_s=budget_s)
     if delivery.delivered:
         log.info("run %d: change alert sent to %s", report.run_id, where(url))
+        outcome, reason = AlertStatus.SENT, None
     else:
-        log.error(
-            "run %d: the change alert to %s failed after %d attempt(s): %s",
-            report.run_id,
-            where(url),
-            delivery.attempts,
-            delivery.error,
-        )
+        # The receiver's URL may carry a token in its path: only its host is named.
+        reason = f"{delivery.error or 'not delivered'} after {delivery.attempts} attempt(s) to {where(url)}"
+        log.error("run %d: the change alert failed: %s", report.run_id, reason)
+        outcome = AlertStatus.FAILED
+    try:
+        record_alert(engine, report.run_id, outcome, reason)
+    except StoreError as exc:
+        log.error("run %d: the change alert's outcome could not be recorded: %s", report.run_id, exc)
 
 
 def _warn_if_plaintext(base_url: str) -> None:

@@ -148,7 +148,8 @@ def deliver(
                     try:
                         response = client.post(url, json=body, headers=headers)
                     except httpx.HTTPError as exc:
-                        raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                        # An error's text may quote the URL, whose path may hold the hook's token.
+                        raise _Retryable(f"{type(exc).__name__}: {exc}".replace(url, where(url))) from exc
                     if response.status_code == 429 or response.status_code >= 500:
                         raise _Retryable(f"HTTP {response.status_code}")
                     if not response.is_success:

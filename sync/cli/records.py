@@ -33,6 +33,8 @@ RUN_COLUMNS = (
     "flows_deleted",
     "flows_failed",
     "error_message",
+    "alert_status",
+    "alert_error",
 )
 FLOW_COLUMNS = (
     "flow_id",

@@ -24,7 +24,7 @@ from sync.cli.wording import (
 )
 from sync.core.safe_text import escape_unsafe
 from sync.store.reports import NODE_COLUMNS, Corrupt, FlowConfig, StatusReport
-from sync.vocabulary import Event, RunStatus, SyncState
+from sync.vocabulary import AlertStatus, Event, RunStatus, SyncState
 
 _STATE_STYLE: dict[str, str] = {
     SyncState.OK: "green",
@@ -76,11 +76,16 @@ def runs_table(report: StatusReport) -> Table:
 
 
 def _run_note(report: StatusReport, run: dict[str, object]) -> object:
-    """A failed run's stored reason; for a partial one, which flows failed."""
+    """A failed run's stored reason; for a partial one, which flows failed; and a change alert
+    that could not be delivered."""
     failures = report.run_failures.get(run["id"])  # type: ignore[call-overload]
-    if failures is not None and not run["error_message"]:
-        return partial_run(failures, run["flows_failed"])
-    return run["error_message"]
+    note = run["error_message"]
+    if failures is not None and not note:
+        note = partial_run(failures, run["flows_failed"])
+    if run.get("alert_status") == AlertStatus.FAILED:
+        alert = f"change alert failed: {run.get('alert_error') or 'no reason recorded'}"
+        note = f"{note}; {alert}" if note else alert
+    return note
 
 
 def never_fetched_table(report: StatusReport) -> Table:

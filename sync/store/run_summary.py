@@ -1,4 +1,5 @@
-"""What a run did, for a change alert: its row, the previous run's status and its configuration events.
+"""What a run did, for a change alert: its row, the previous run's status and its configuration events;
+and, once the alert has been tried, how its delivery ended.
 
 The events are read a bounded number at a time: a first load of a large account has one
 `created` event per flow, and an alert shows only the first few.
@@ -11,12 +12,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync.core.versions import CLOSING, OPENING
-from sync.store.database import reading
+from sync.errors import StoreError
+from sync.store.database import reading, safe_url, short_error
 from sync.store.health import RunFacts, read_run
 from sync.store.schema import flow_changes, flow_history, flows, sync_runs
-from sync.vocabulary import Event, RunStatus
+from sync.vocabulary import AlertStatus, Event, RunStatus
 
 CONFIGURATION_EVENTS = tuple(dict.fromkeys((*OPENING, *CLOSING)))
 
@@ -76,3 +79,24 @@ def summarize(engine: Engine, run_id: int, *, max_lines: int) -> RunSummary | No
         events=int(total),
         lines=[ChangeLine(e.flow_id, e.name, Event(e.event), values.get(e.id, [])) for e in events],
     )
+
+
+ALERT_ERROR_CHARS = 200  # sync_runs.alert_error
+
+
+def record_alert(engine: Engine, run_id: int, status: AlertStatus, error: str | None = None) -> None:
+    """How the run's change alert ended, on the run's own row (after the run has finished).
+
+    Database failures become `StoreError`, for the caller to log.
+    """
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                sa.update(sync_runs)
+                .where(sync_runs.c.id == run_id)
+                .values(alert_status=status, alert_error=None if error is None else error[:ALERT_ERROR_CHARS])
+            )
+    except SQLAlchemyError as exc:
+        raise StoreError(
+            f"cannot record the alert's outcome in {safe_url(engine.url)}: {short_error(exc)}"
+        ) from exc

@@ -44,7 +44,7 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 # Every migration in migrations/versions, oldest first; the last is the schema this flowsync
 # writes. Kept here so a sync checks the schema without loading Alembic and its scripts (a
 # test compares it with the scripts). Add each new migration's revision at the end.
-SCHEMA_REVISIONS = ("0001", "0002", "0003")
+SCHEMA_REVISIONS = ("0001", "0002", "0003", "0004")
 
 # Where Alembic records the revision a database is at; read by `sync.store.database`, written by Alembic.
 alembic_version = Table("alembic_version", MetaData(), Column("version_num", String(32), primary_key=True))
@@ -119,6 +119,9 @@ sync_runs = Table(
     Column("worker_pid", Integer, nullable=True),
     # The audit chain's head when the run ended (schema 0003): the last configuration event's chain_hash.
     Column("history_head", String(64), nullable=True),
+    # How the run's change alert ended (schema 0004): `sent`, `failed`, or null when none was due.
+    Column("alert_status", String(16), nullable=True),
+    Column("alert_error", String(200), nullable=True),
     **_MYSQL_TABLE,
 )
 
