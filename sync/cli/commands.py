@@ -305,13 +305,18 @@ def _format_option() -> Callable[[Callable[..., None]], Callable[..., None]]:
     )
 
 
-def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+class _Moment(click.ParamType[datetime]):
+    """A command-line moment: `YYYY-MM-DD` or ISO 8601, UTC when it has no offset."""
+
+    name = "DATE"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_instant(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @cli.command(settings=(*DATABASE, "flow_ids"))
@@ -422,7 +427,7 @@ def _fail_when_unknown(unknown: list[str]) -> None:
 @click.option(
     "--as-of",
     metavar="TIMESTAMP",
-    callback=_instant,
+    type=_Moment(),
     help="the configuration current at this instant: ISO 8601, UTC unless it has an offset "
     "(2026-11-24, 2026-11-24T12:00:00, 2026-11-24T14:00:00+02:00)",
 )
@@ -456,20 +461,6 @@ def show(
             _out(records.as_csv(*records.config_rows(config)), end="")
         else:
             _stdout_console().print(config_view(config))
-
-
-class _Moment(click.ParamType[datetime]):
-    """A command-line moment: `YYYY-MM-DD` or ISO 8601, UTC when it has no offset."""
-
-    name = "DATE"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        try:
-            return parse_instant(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
 
 
 @cli.command(settings=DATABASE)
