@@ -33,6 +33,7 @@ from sync.core.outcomes import Failed, Fetched, FetchResult, Gone, RunCounts
 from sync.core.snapshot import FlowSnapshot, NodeSnapshot
 from sync.core.versions import HistoryEvent, OpenVersion, VersionLedger
 from sync.errors import DatabaseRefusal, FlowError, StoreError
+from sync.store.bulk import insert_rows
 from sync.store.database import short_error
 from sync.store.schema import (
     flow_changes,
@@ -397,8 +398,7 @@ class _Plan:
             replaced_ids = [s.flow_id for s in self.replaced]
             connection.execute(flow_nodes.delete().where(flow_nodes.c.flow_id.in_(replaced_ids)))
             node_rows = [{"flow_id": s.flow_id, **node.as_json()} for s in self.replaced for node in s.nodes]
-            if node_rows:
-                connection.execute(flow_nodes.insert(), node_rows)
+            insert_rows(connection, flow_nodes, node_rows)
         if self.failures:
             connection.execute(
                 flows.update()
@@ -437,7 +437,7 @@ class _Plan:
             if is_chained(row["event"]):
                 head = chain.link(head, _chained(row))
                 row["chain_hash"] = head
-        connection.execute(flow_history.insert(), self.history)
+        insert_rows(connection, flow_history, self.history)
         _write_versions(connection, self, history_ids)
         return head
 
@@ -540,8 +540,7 @@ def _write_versions(connection: Connection, plan: _Plan, history_ids: list[int])
             closed,
         )
     for table, rows_ in ((flow_versions, opened), (flow_version_nodes, nodes), (flow_changes, changes)):
-        if rows_:
-            connection.execute(table.insert(), rows_)
+        insert_rows(connection, table, rows_)
 
 
 def _ledgers(connection: Connection, ids: list[int]) -> dict[int, VersionLedger]:
