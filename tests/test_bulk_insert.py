@@ -24,7 +24,7 @@ from sync.errors import StoreError
 from sync.store import migrate, writer
 from sync.store.bulk import insert_rows
 from sync.store.database import create_engine
-from sync.store.schema import flow_changes, flow_history, flow_nodes, flows
+from sync.store.schema import flow_changes, flow_history, flow_nodes, flows, sync_runs
 from sync.vocabulary import Event, Trigger
 from tests.conftest import fresh_database
 
@@ -134,6 +134,18 @@ def test_a_naive_timestamp_is_refused(engine: Engine) -> None:
     refused = pytest.raises((ValueError, sa.exc.StatementError), match="naive datetime")
     with refused, engine.begin() as connection:
         insert_rows(connection, flow_history, [row])
+
+
+def test_columns_left_out_get_their_python_side_defaults(engine: Engine) -> None:
+    """`sync_runs`' counters default in Python, which COPY would not apply: such a table takes INSERTs."""
+    run = {"started_at": NOW, "triggered_by": "manual", "status": "running"}
+    with engine.begin() as connection:
+        insert_rows(connection, sync_runs, [run, run])
+    with engine.connect() as connection:
+        counters = connection.execute(
+            sa.select(sync_runs.c.flows_requested, sync_runs.c.flows_failed).order_by(sync_runs.c.id)
+        ).all()
+    assert [tuple(row) for row in counters] == [(0, 0), (0, 0)]
 
 
 def test_rows_inserted_without_an_explicit_transaction_are_committed_with_it(engine: Engine) -> None:
