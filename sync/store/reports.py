@@ -30,7 +30,7 @@ from sync.store.schema import (
     flows,
     sync_runs,
 )
-from sync.store.sqltypes import UtcDateTime, stored_timestamp
+from sync.store.sqltypes import UtcDateTime, raw_columns, stored_timestamp
 from sync.vocabulary import Event, RunStatus, SyncState
 
 NODE_COLUMNS = ("position", "waiting_time", "status", "channel", "channel_cut")
@@ -157,7 +157,7 @@ def status(
         run_rows = [
             _decoded(row, sync_runs)
             for row in connection.execute(
-                sa.select(*_as_stored(sync_runs)).order_by(sync_runs.c.id.desc()).limit(runs)
+                sa.select(*raw_columns(sync_runs)).order_by(sync_runs.c.id.desc()).limit(runs)
             )
         ]
         states: dict[str, int] = dict(
@@ -166,7 +166,7 @@ def status(
             ).all()
         )
         problems_first = sa.case((flows.c.sync_state == SyncState.OK, 1), else_=0)
-        query = sa.select(*_as_stored(flows)).order_by(problems_first, flows.c.flow_id)
+        query = sa.select(*raw_columns(flows)).order_by(problems_first, flows.c.flow_id)
         if flow_limit is not None:
             query = query.limit(flow_limit)
         run_failures = {
@@ -289,7 +289,7 @@ def flow_config(engine: Engine, flow_id: int, as_of: datetime | None = None) -> 
 
 
 def _config_now(connection: Connection, flow_id: int) -> FlowConfig | NoConfig:
-    row = connection.execute(sa.select(*_as_stored(flows)).where(flows.c.flow_id == flow_id)).first()
+    row = connection.execute(sa.select(*raw_columns(flows)).where(flows.c.flow_id == flow_id)).first()
     if row is None:
         return NoConfig(flow_id, None, None)
     flow = _decoded(row, flows)
@@ -426,7 +426,7 @@ def _history_page(
     limit: int | None,
 ) -> list[HistoryEntry]:
     query = (
-        sa.select(*_as_stored(flow_history), flows.c.name.label("current_name"))
+        sa.select(*raw_columns(flow_history), flows.c.name.label("current_name"))
         .select_from(flow_history.outerjoin(flows, flows.c.flow_id == flow_history.c.flow_id))
         .order_by(flow_history.c.id.desc())
     )
@@ -482,19 +482,6 @@ def unknown(engine: Engine, *, flow_id: int | None = None, run_id: int | None = 
             if stored == 0 and events is None:
                 missing.append(f"flow {flow_id}")
     return missing
-
-
-def _as_stored(table: sa.Table) -> list[sa.ColumnElement[Any]]:
-    """The table's columns, with timestamps as the driver returns them and JSON as text, to decode per row."""
-    columns: list[sa.ColumnElement[Any]] = []
-    for column in table.columns:
-        if isinstance(column.type, UtcDateTime):
-            columns.append(sa.type_coerce(column, sa.Text()).label(column.name))
-        elif isinstance(column.type, sa.JSON):
-            columns.append(sa.cast(column, sa.Text).label(column.name))
-        else:
-            columns.append(column)
-    return columns
 
 
 def _decoded(row: Row[Any], table: sa.Table) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import BigInteger, DateTime, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -60,3 +61,19 @@ def stored_timestamp(value: object) -> datetime:
     if not isinstance(value, datetime):
         raise ValueError(f"not a timestamp: a {type(value).__name__}")
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def raw_columns(table: sa.Table) -> list[sa.ColumnElement[Any]]:
+    """The columns as the driver gives them, to decode row by row: timestamps and dates raw, JSON as text.
+
+    One damaged value (SQLite keeps any text in any column) then fails its own row, not the query.
+    """
+    columns: list[sa.ColumnElement[Any]] = []
+    for column in table.columns:
+        if isinstance(column.type, UtcDateTime | sa.Date):
+            columns.append(sa.type_coerce(column, sa.Text()).label(column.name))
+        elif isinstance(column.type, sa.JSON):
+            columns.append(sa.cast(column, sa.Text).label(column.name))
+        else:
+            columns.append(column)
+    return columns

@@ -46,7 +46,7 @@ from sync.store.schema import (
     flows,
     sync_runs,
 )
-from sync.store.sqltypes import UtcDateTime, stored_timestamp
+from sync.store.sqltypes import UtcDateTime, raw_columns, stored_timestamp
 from sync.vocabulary import Event, RunStatus
 
 PAGE_ROWS = 5000
@@ -132,19 +132,6 @@ def _after(keys: Sequence[sa.ColumnElement[Any]], values: tuple[Any, ...]) -> sa
     if not rest:
         return sa.and_(head > values[0])
     return sa.or_(head > values[0], sa.and_(head == values[0], _after(rest, values[1:])))
-
-
-def _stored(table: sa.Table) -> list[sa.ColumnElement[Any]]:
-    """Columns as the driver gives them, to decode row by row: timestamps raw, dates raw, JSON as text."""
-    columns: list[sa.ColumnElement[Any]] = []
-    for column in table.columns:
-        if isinstance(column.type, UtcDateTime | sa.Date):
-            columns.append(sa.type_coerce(column, sa.Text()).label(column.name))
-        elif isinstance(column.type, sa.JSON):
-            columns.append(sa.cast(column, sa.Text).label(column.name))
-        else:
-            columns.append(column)
-    return columns
 
 
 class _Undecodable(ValueError):
@@ -251,7 +238,7 @@ def _decode(row: sa.Row[Any]) -> _Event:
 _KNOWN_EVENTS = {str(e) for e in Event}
 _HISTORY_COLUMNS = [
     c
-    for c in _stored(flow_history)
+    for c in raw_columns(flow_history)
     if c.name
     in (
         "id",
@@ -358,7 +345,7 @@ class _ChangeRows:
 
     def __init__(self, reader: _Reader) -> None:
         self.rows = reader.rows(
-            sa.select(*_stored(flow_changes)), [flow_changes.c.history_id, flow_changes.c.change_no]
+            sa.select(*raw_columns(flow_changes)), [flow_changes.c.history_id, flow_changes.c.change_no]
         )
         self.next = next(self.rows, None)
 
@@ -442,7 +429,7 @@ def _by_flow(reader: _Reader) -> Iterator[Disagreement]:
     )
     streams: list[Iterator[tuple[int, list[sa.Row[Any]]]]] = [_grouped(history)]
     for table, keys in _FLOW_TABLES:
-        streams.append(_grouped(reader.rows(sa.select(*_stored(table)), [table.c[k] for k in keys])))
+        streams.append(_grouped(reader.rows(sa.select(*raw_columns(table)), [table.c[k] for k in keys])))
     # Merge the streams on flow_id: each flow's rows of every table arrive together.
     merged = heapq.merge(*(_numbered(index, stream) for index, stream in enumerate(streams)))
     current: int | None = None
