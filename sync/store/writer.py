@@ -428,7 +428,7 @@ class _Plan:
         if not self.history:
             return None
         if not self.configurations:
-            connection.execute(flow_history.insert(), self.history)
+            insert_rows(connection, flow_history, self.history)
             return None
         # The id is part of what the chain hashes, and the analyst layer's rows name their events.
         history_ids, head = _next_ids_and_head(connection, len(self.history))
